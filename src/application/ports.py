@@ -1,0 +1,96 @@
+"""The ports the use cases and the edges need. Adapters implement them; fakes in the tests
+and the in-memory adapters implement them too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from domain.audit import AuditEvent
+from domain.model import (
+    DependencyHealth,
+    ExecutionContext,
+    Principal,
+    RateLimitDecision,
+    ToolCall,
+    ToolResult,
+    Variable,
+    VariableSummary,
+)
+
+
+class ExecutionRepository(Protocol):
+    """The system of record's executions."""
+
+    async def get_context(self, execution_id: str) -> ExecutionContext:
+        """The execution's context; raises `ExecutionNotFoundError` when it is not known.
+
+        Its `start_time` is the system of record's or, when that has none, the time this
+        context was first read, the same on every later read.
+        """
+        ...
+
+    async def save_output(self, execution_id: str, output: Any, at: datetime) -> None:
+        """Record the execution's output; raises `ExecutionNotFoundError`."""
+        ...
+
+    async def save_condition(self, execution_id: str, condition: bool, at: datetime) -> None:
+        """Record the workflow condition; raises `ExecutionNotFoundError`."""
+        ...
+
+
+class VariableRepository(Protocol):
+    """A user's variables, shared by every execution of that user."""
+
+    async def get(self, user_id: str, key: str) -> Variable | None: ...
+
+    async def put(self, user_id: str, key: str, value: Any, at: datetime) -> Variable: ...
+
+    async def delete(self, user_id: str, key: str) -> bool:
+        """Remove the variable; False when it was not set."""
+        ...
+
+    async def list(self, user_id: str) -> list[VariableSummary]: ...
+
+
+class ToolGateway(Protocol):
+    async def execute(self, call: ToolCall) -> ToolResult:
+        """Run the tool action; raises `ToolNotFoundError`, `InvalidToolParamsError`."""
+        ...
+
+
+class AuditLog(Protocol):
+    async def record(self, event: AuditEvent) -> None:
+        """Persist the event durably before returning."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
+
+
+class TokenVerifier(Protocol):
+    async def verify(self, token: str) -> Principal:
+        """The token's principal; raises an `AuthenticationError` subclass."""
+        ...
+
+
+class TokenIssuer(Protocol):
+    def issue(self, principal: Principal, ttl_seconds: float) -> str:
+        """A signed token for `principal`, valid for `ttl_seconds`."""
+        ...
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, key: str) -> RateLimitDecision:
+        """Take one request from `key`'s bucket, or say when the next one is allowed."""
+        ...
+
+
+@runtime_checkable
+class HealthProbe(Protocol):
+    name: str
+
+    async def check(self) -> DependencyHealth: ...

@@ -1,0 +1,75 @@
+"""`cronium-runtime serve`: the HTTP service under uvicorn."""
+
+from __future__ import annotations
+
+import shlex
+
+import msgspec
+import uvicorn
+from loguru import logger
+
+from domain.model import Principal
+from entrypoints.container import Container
+from entrypoints.dev_secret import with_development_secret
+from entrypoints.http.app import create_app
+from entrypoints.logs import configure_logging
+from entrypoints.settings import Settings, load_settings
+
+DEMO_EXECUTION = "demo"
+
+
+def serve(workers: int | None = None) -> int:
+    settings = load_settings()
+    if workers is not None:
+        settings = _with_workers(settings, workers)
+    configure_logging(settings.logging.level, settings.logging.format)
+    settings, generated = with_development_secret(settings)
+    container = Container(settings=settings)
+    if generated:
+        logger.warning(
+            "no JWT secret is configured: using the development secret kept in {path}; "
+            "set JWT_SECRET for anything but local use",
+            path=settings.store.path,
+        )
+        print(_demo_line(settings, container), flush=True)
+    server = settings.server
+    config = uvicorn.Config(
+        create_app(container=container),
+        host=server.host,
+        port=server.port,
+        timeout_keep_alive=int(server.idle_timeout),
+        timeout_graceful_shutdown=int(server.shutdown_timeout),
+        ssl_certfile=settings.security.tls_cert if settings.security.enable_tls else None,
+        ssl_keyfile=settings.security.tls_key if settings.security.enable_tls else None,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _with_workers(settings: Settings, workers: int) -> Settings:
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if workers > 1 and not settings.uses_valkey:
+        raise ValueError(
+            f"--workers {workers}: without Valkey (cache.url / VALKEY_URL) exactly one process "
+            "may serve, since the cache, rate limits and locks live in it"
+        )
+    return msgspec.structs.replace(
+        settings, server=msgspec.structs.replace(settings.server, workers=workers)
+    )
+
+
+def _demo_line(settings: Settings, container: Container) -> str:
+    token = container.token_codec().issue(
+        Principal(execution_id=DEMO_EXECUTION, user_id=settings.embedded.user_id),
+        settings.auth.token_expiration,
+    )
+    scheme = "https" if settings.security.enable_tls else "http"
+    host = "127.0.0.1" if settings.server.host in {"0.0.0.0", "::", ""} else settings.server.host  # noqa: S104
+    url = f"{scheme}://{host}:{settings.server.port}/executions/{DEMO_EXECUTION}/variables"
+    header = f"Authorization: Bearer {token}"
+    return f"Try it: curl -s -H {shlex.quote(header)} {url}"

@@ -1,0 +1,65 @@
+"""Liveness, readiness and metrics: open to anyone, no token."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from litestar import MediaType, Request, Response, get
+from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from application.ports import HealthProbe
+from domain.model import DependencyHealth, utc_timestamp
+from entrypoints.http.schemas import CheckOut, Health, Readiness
+from entrypoints.version import VERSION
+
+PROBE_TIMEOUT = 2.0
+# Without these the service cannot answer any script; the others only make it degraded.
+ESSENTIAL = frozenset({"store", "backend"})
+
+
+@get("/health", tags=["health"], summary="Liveness: the process answers")
+async def health() -> Health:
+    return Health(status="healthy", time=utc_timestamp(datetime.now(UTC)), version=VERSION)
+
+
+@get("/health/ready", tags=["health"], summary="Readiness: can it serve scripts now")
+async def readiness(
+    request: Request[Any, Any, Any], health_probes: NamedDependency[list[HealthProbe]]
+) -> Response[Readiness]:
+    checks = dict(
+        zip(
+            (probe.name for probe in health_probes),
+            await asyncio.gather(*(_timed_check(probe) for probe in health_probes)),
+            strict=True,
+        )
+    )
+    status: Literal["ready", "degraded", "unavailable"] = "ready"
+    if not request.app.state.get("serving", False) or any(
+        checks[name].status == "down" for name in ESSENTIAL & checks.keys()
+    ):
+        status = "unavailable"
+    elif any(check.status == "down" for check in checks.values()):
+        status = "degraded"
+    return Response(
+        Readiness(status=status, checks=checks), status_code=503 if status == "unavailable" else 200
+    )
+
+
+@get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=MediaType.TEXT)
+async def metrics(metrics_registry: NamedDependency[CollectorRegistry]) -> Response[bytes]:
+    return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _timed_check(probe: HealthProbe) -> CheckOut:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            result = await probe.check()
+    except TimeoutError:
+        result = DependencyHealth(status="down", error=f"no answer within {PROBE_TIMEOUT:g} s")
+    latency = result.latency_ms or (time.perf_counter() - started) * 1000
+    return CheckOut(status=result.status, latency_ms=round(latency, 3), error=result.error)  # type: ignore[arg-type]
