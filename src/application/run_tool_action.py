@@ -6,7 +6,7 @@ import msgspec
 
 from application.audit import AuditRecorder
 from application.ports import ToolGateway
-from domain.audit import AuditAction
+from domain.audit import OUTCOME_OK, AuditAction
 from domain.errors import InvalidInputError
 from domain.model import RequestContext, ToolCall, ToolResult
 
@@ -52,6 +52,5 @@ class RunToolAction:
                     request_id=command.context.request_id,
                 )
             )
-            if not result.success:
-                operation.outcome = result.code or "TOOL_FAILED"
+            operation.outcome = OUTCOME_OK if result.success else result.code or "TOOL_FAILED"
         return result

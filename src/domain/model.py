@@ -122,4 +122,7 @@ def validate_variable_key(key: str) -> str:
 def utc_timestamp(moment: datetime) -> str:
     """ISO-8601 in UTC with milliseconds and `Z`, the one timestamp format on the wire."""
     moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )

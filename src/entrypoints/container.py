@@ -68,7 +68,7 @@ class Container(containers.DeclarativeContainer):
     mode = providers.Callable(system_of_record, settings)
 
     execution_repository = providers.Selector(
-        mode, embedded=providers.Singleton(InMemoryExecutionRepository)
+        mode, embedded=providers.Singleton(InMemoryExecutionRepository, clock=clock)
     )
     variable_repository = providers.Selector(
         mode, embedded=providers.Singleton(InMemoryVariableRepository)

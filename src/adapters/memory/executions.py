@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from application.ports import ExecutionRepository
+from adapters.clock import SystemClock
+from application.ports import Clock, ExecutionRepository
 from domain.errors import ExecutionNotFoundError
 from domain.model import ExecutionContext
 
@@ -13,7 +14,10 @@ from domain.model import ExecutionContext
 class InMemoryExecutionRepository(ExecutionRepository):
     """Executions held in this process; what they were told (output, condition) is kept too."""
 
-    def __init__(self, executions: list[ExecutionContext] | None = None) -> None:
+    def __init__(
+        self, executions: list[ExecutionContext] | None = None, clock: Clock | None = None
+    ) -> None:
+        self._clock = clock or SystemClock()
         self._contexts = {context.execution_id: context for context in executions or []}
         self.outputs: dict[str, Any] = {}
         self.conditions: dict[str, bool] = {}
@@ -27,7 +31,7 @@ class InMemoryExecutionRepository(ExecutionRepository):
         except KeyError:
             raise ExecutionNotFoundError(execution_id) from None
         if context.start_time is None:
-            context = msgspec.structs.replace(context, start_time=datetime.now(UTC))
+            context = msgspec.structs.replace(context, start_time=self._clock.now())
             self._contexts[execution_id] = context
         return context
 

@@ -79,7 +79,7 @@ class ObservabilityMiddleware:
                 method=method,
                 route=route,
                 status=status,
-                ms=elapsed * 1000,
+                ms=round(elapsed * 1000, 3),
                 request_id=request_id,
                 client=client[0] if client else None,
             )
