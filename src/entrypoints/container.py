@@ -114,6 +114,15 @@ class Container(containers.DeclarativeContainer):
     run_tool_action = providers.Factory(RunToolAction, tools=tool_gateway, audit=audit)
 
 
+ADAPTERS = (
+    "execution_repository",
+    "variable_repository",
+    "tool_gateway",
+    "audit",
+    "token_codec",
+    "rate_limiter",
+    "health_probes",
+)
 USE_CASES = (
     "get_input",
     "set_output",

@@ -15,7 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CollectorRegistry
 
 from domain.errors import DomainError
-from entrypoints.container import USE_CASES, Container
+from entrypoints.container import ADAPTERS, USE_CASES, Container
 from entrypoints.dev_secret import with_development_secret
 from entrypoints.http.auth import ScriptAuthMiddleware, provide_request_context
 from entrypoints.http.body import make_body_check
@@ -36,6 +36,10 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         settings, _ = with_development_secret(settings or load_settings())
         container = Container(settings=settings)
     settings = container.settings()
+    # Resolve the adapters now: a configuration the container cannot satisfy stops start-up
+    # with its message instead of failing every request.
+    for adapter in ADAPTERS:
+        getattr(container, adapter)()
     registry = CollectorRegistry()
 
     script_api = Router(

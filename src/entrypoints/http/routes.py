@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import Body, FromPath
+from litestar.params import Body, FromPath, JSONBody
 
 from application.delete_variable import DeleteVariable, DeleteVariableCommand
 from application.get_context import GetContext, GetContextCommand
@@ -51,7 +51,7 @@ class ExecutionController(Controller):
     async def get_input(
         self,
         execution_id: ExecutionId,
-        context: RequestContext,
+        context: NamedDependency[RequestContext],
         get_input: NamedDependency[GetInput],
     ) -> Envelope[Any]:
         command = GetInputCommand(context=context, execution_id=execution_id)
@@ -61,8 +61,8 @@ class ExecutionController(Controller):
     async def set_output(
         self,
         execution_id: ExecutionId,
-        data: OutputBody,
-        context: RequestContext,
+        data: JSONBody[OutputBody],
+        context: NamedDependency[RequestContext],
         set_output: NamedDependency[SetOutput],
     ) -> Ack:
         command = SetOutputCommand(context=context, execution_id=execution_id, output=data.data)
@@ -73,7 +73,7 @@ class ExecutionController(Controller):
     async def list_variables(
         self,
         execution_id: ExecutionId,
-        context: RequestContext,
+        context: NamedDependency[RequestContext],
         list_variables: NamedDependency[ListVariables],
     ) -> Envelope[list[VariableSummaryOut]]:
         command = ListVariablesCommand(context=context, execution_id=execution_id)
@@ -84,8 +84,8 @@ class ExecutionController(Controller):
     async def get_variable(
         self,
         execution_id: ExecutionId,
-        variable_key: str,
-        context: RequestContext,
+        variable_key: NamedDependency[str],
+        context: NamedDependency[RequestContext],
         get_variable: NamedDependency[GetVariable],
     ) -> Envelope[VariableOut]:
         command = GetVariableCommand(context=context, execution_id=execution_id, key=variable_key)
@@ -95,9 +95,9 @@ class ExecutionController(Controller):
     async def set_variable(
         self,
         execution_id: ExecutionId,
-        variable_key: str,
-        data: VariableBody,
-        context: RequestContext,
+        variable_key: NamedDependency[str],
+        data: JSONBody[VariableBody],
+        context: NamedDependency[RequestContext],
         set_variable: NamedDependency[SetVariable],
     ) -> Envelope[VariableOut]:
         command = SetVariableCommand(
@@ -109,8 +109,8 @@ class ExecutionController(Controller):
     async def delete_variable(
         self,
         execution_id: ExecutionId,
-        variable_key: str,
-        context: RequestContext,
+        variable_key: NamedDependency[str],
+        context: NamedDependency[RequestContext],
         delete_variable: NamedDependency[DeleteVariable],
     ) -> Ack:
         command = DeleteVariableCommand(
@@ -123,8 +123,8 @@ class ExecutionController(Controller):
     async def set_condition(
         self,
         execution_id: ExecutionId,
-        data: ConditionBody,
-        context: RequestContext,
+        data: JSONBody[ConditionBody],
+        context: NamedDependency[RequestContext],
         set_condition: NamedDependency[SetCondition],
     ) -> Ack:
         command = SetConditionCommand(
@@ -137,7 +137,7 @@ class ExecutionController(Controller):
     async def get_context(
         self,
         execution_id: ExecutionId,
-        context: RequestContext,
+        context: NamedDependency[RequestContext],
         get_context: NamedDependency[GetContext],
     ) -> Envelope[ContextOut]:
         command = GetContextCommand(context=context, execution_id=execution_id)
@@ -147,7 +147,7 @@ class ExecutionController(Controller):
 @post("/tool-actions/execute", status_code=200, tags=["tools"], summary="Run a tool action")
 async def execute_tool_action(
     data: Annotated[ToolActionBody, Body(description="`params`, or `config` as the helpers send")],
-    context: RequestContext,
+    context: NamedDependency[RequestContext],
     run_tool_action: NamedDependency[RunToolAction],
 ) -> ToolResultOut:
     command = RunToolActionCommand(

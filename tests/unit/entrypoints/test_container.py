@@ -1,0 +1,69 @@
+import hashlib
+import hmac
+from pathlib import Path
+
+import pytest
+
+from adapters.memory.executions import InMemoryExecutionRepository
+from domain.model import Principal
+from entrypoints.container import Container, audit_key
+from entrypoints.http.app import create_app
+from entrypoints.settings import load_settings
+
+SECRET = "s" * 40
+
+
+def settings_for(tmp_path: Path, **environ: str):
+    return load_settings({"HOME": str(tmp_path), "JWT_SECRET": SECRET, **environ}, cwd=tmp_path)
+
+
+def test_the_embedded_defaults_wire_in_memory_adapters(tmp_path):
+    container = Container(settings=settings_for(tmp_path))
+
+    assert isinstance(container.execution_repository(), InMemoryExecutionRepository)
+    assert container.variable_repository() is container.variable_repository()
+
+
+def test_a_configured_backend_stops_start_up_until_its_adapter_exists(tmp_path):
+    settings = settings_for(tmp_path, BACKEND_URL="http://127.0.0.1:5001", BACKEND_TOKEN="t")
+
+    with pytest.raises(ValueError, match="backend.url is set"):
+        create_app(container=Container(settings=settings))
+
+
+def test_a_configured_valkey_stops_start_up_until_its_adapter_exists(tmp_path):
+    settings = settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379")
+
+    with pytest.raises(ValueError, match="cache.url is set"):
+        create_app(container=Container(settings=settings))
+
+
+def test_the_audit_key_is_derived_from_the_first_jwt_secret(tmp_path):
+    expected = hmac.new(SECRET.encode(), b"cronium-runtime audit key", hashlib.sha256).digest()
+
+    assert audit_key(settings_for(tmp_path)) == expected
+
+
+def test_a_configured_audit_key_is_used_as_it_is(tmp_path):
+    assert audit_key(settings_for(tmp_path, AUDIT_HMAC_KEY="k" * 32)) == b"k" * 32
+
+
+async def test_tokens_minted_by_the_container_open_their_execution(tmp_path):
+    codec = Container(settings=settings_for(tmp_path)).token_codec()
+
+    principal = await codec.verify(codec.issue(Principal(execution_id="e1", user_id="u1"), 60))
+
+    assert (principal.execution_id, principal.user_id) == ("e1", "u1")
+
+
+def test_create_app_without_arguments_reads_the_environment_and_makes_a_secret(
+    tmp_path, monkeypatch
+):
+    for name in ("JWT_SECRET", "RUNTIME_JWT_SECRET", "RUNTIME_AUTH_JWT_SECRET", "JWT_SECRETS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+    create_app()
+
+    assert (tmp_path / "cronium-runtime" / "dev-jwt-secret").stat().st_mode & 0o777 == 0o600
