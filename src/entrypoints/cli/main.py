@@ -26,7 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = commands.add_parser("serve", help="run the HTTP service")
-    serve.add_argument("--workers", type=int, help="worker processes (more than 1 needs Valkey)")
+    serve.add_argument(
+        "--workers", type=_positive_int, help="worker processes (more than 1 needs Valkey)"
+    )
 
     token = commands.add_parser("token", help="print an execution token, nothing else")
     token.add_argument("--execution", required=True, help="the execution id the token opens")
@@ -35,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--job", help="the job id")
     token.add_argument("--ttl", help="lifetime such as 30m or 2h (default: auth.tokenExpiration)")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:

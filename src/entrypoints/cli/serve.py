@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import shlex
+import signal
+import time
+from types import FrameType
 
 import msgspec
 import uvicorn
+from litestar import Litestar
 from loguru import logger
 
 from domain.model import Principal
@@ -33,11 +38,12 @@ def serve(workers: int | None = None) -> int:
         )
         print(_demo_line(settings, container), flush=True)
     server = settings.server
+    app = create_app(container=container)
     config = uvicorn.Config(
-        create_app(container=container),
+        app,
         host=server.host,
         port=server.port,
-        timeout_keep_alive=int(server.idle_timeout),
+        timeout_keep_alive=math.ceil(server.idle_timeout),
         timeout_graceful_shutdown=int(server.shutdown_timeout),
         ssl_certfile=settings.security.tls_cert if settings.security.enable_tls else None,
         ssl_keyfile=settings.security.tls_key if settings.security.enable_tls else None,
@@ -46,13 +52,45 @@ def serve(workers: int | None = None) -> int:
         server_header=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config, app, drain_delay=server.drain_delay).run()
     return 0
 
 
+class DrainingServer(uvicorn.Server):
+    """Stops on SIGTERM the way SPEC section 6 asks, and then exits 0.
+
+    Readiness answers 503 for `drain_delay` while requests are still served, so that load
+    balancers stop sending new ones; then uvicorn closes the listener and gives in-flight
+    requests `shutdown_timeout`. uvicorn itself would close at once and, after a clean
+    shutdown, raise SIGTERM again so the process dies of it: a stop that was asked for is
+    not a failure. A second SIGTERM while draining stops at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Litestar, *, drain_delay: float) -> None:
+        super().__init__(config)
+        self._app = app
+        self._drain_delay = drain_delay
+        self._draining_since: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig != signal.SIGTERM:
+            super().handle_exit(sig, frame)
+            return
+        if self._draining_since is not None:
+            self.should_exit = True
+            return
+        logger.info("SIGTERM: draining for {delay:g} s, then stopping", delay=self._drain_delay)
+        self._app.state.serving = False
+        self._draining_since = time.monotonic()
+
+    async def on_tick(self, counter: int) -> bool:
+        should_exit = await super().on_tick(counter)
+        if self._draining_since is None:
+            return should_exit
+        return should_exit or time.monotonic() - self._draining_since >= self._drain_delay
+
+
 def _with_workers(settings: Settings, workers: int) -> Settings:
-    if workers < 1:
-        raise ValueError("--workers must be at least 1")
     if workers > 1 and not settings.uses_valkey:
         raise ValueError(
             f"--workers {workers}: without Valkey (cache.url / VALKEY_URL) exactly one process "

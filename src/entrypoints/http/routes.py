@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import unquote_to_bytes
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
@@ -17,6 +18,7 @@ from application.run_tool_action import RunToolAction, RunToolActionCommand
 from application.set_condition import SetCondition, SetConditionCommand
 from application.set_output import SetOutput, SetOutputCommand
 from application.set_variable import SetVariable, SetVariableCommand
+from domain.errors import InvalidKeyError
 from domain.model import RequestContext
 from entrypoints.http.schemas import (
     Ack,
@@ -34,13 +36,25 @@ from entrypoints.http.schemas import (
 ExecutionId = Annotated[str, FromPath]
 
 
-def variable_key(request: Request[Any, Any, Any], key: FromPath[str]) -> str:
-    """The key as the client encoded it, decoded once.
+def variable_key(request: Request[Any, Any, Any], key: FromPath[str] = "") -> str:
+    """The key as the client encoded it, decoded exactly once.
 
-    The ASGI server has already decoded `%2F` into a slash, so the route takes the rest of
-    the path (`{key:path}`, which Litestar hands over with a leading slash).
+    Taken from the raw path: the ASGI server has decoded `%2F` into a slash and Litestar
+    then collapses and trims slashes, which would turn `a%2F` and `%2Fa` into `a`. The
+    route's `{key:path}` (handed over with a leading slash) is the fallback for servers
+    that give no raw path.
     """
-    return key[1:] if key.startswith("/") else key
+    raw_path: bytes | None = request.scope.get("raw_path")
+    if raw_path is None:
+        return key[1:] if key.startswith("/") else key
+    # /executions/{id}/variables/{key}: the key is whatever follows the fourth slash, and
+    # nothing on the routes without one.
+    segments = raw_path.split(b"?", 1)[0].split(b"/", 4)
+    raw_key = segments[4] if len(segments) == 5 else b""
+    try:
+        return unquote_to_bytes(raw_key).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidKeyError("the variable key is not UTF-8 once URL-decoded") from None
 
 
 class ExecutionController(Controller):
@@ -91,7 +105,8 @@ class ExecutionController(Controller):
         command = GetVariableCommand(context=context, execution_id=execution_id, key=variable_key)
         return Envelope(data=VariableOut.of(await get_variable.execute(command)))
 
-    @put("/variables/{key:path}", summary="Write a variable")
+    # Also on `/variables`, so that an empty key is 400 INVALID_KEY rather than a 405.
+    @put(["/variables/{key:path}", "/variables"], summary="Write a variable")
     async def set_variable(
         self,
         execution_id: ExecutionId,
@@ -105,7 +120,7 @@ class ExecutionController(Controller):
         )
         return Envelope(data=VariableOut.of(await set_variable.execute(command)))
 
-    @delete("/variables/{key:path}", status_code=200, summary="Delete a variable")
+    @delete(["/variables/{key:path}", "/variables"], status_code=200, summary="Delete a variable")
     async def delete_variable(
         self,
         execution_id: ExecutionId,

@@ -27,14 +27,14 @@ def test_the_embedded_defaults_wire_in_memory_adapters(tmp_path):
 def test_a_configured_backend_stops_start_up_until_its_adapter_exists(tmp_path):
     settings = settings_for(tmp_path, BACKEND_URL="http://127.0.0.1:5001", BACKEND_TOKEN="t")
 
-    with pytest.raises(ValueError, match="backend.url is set"):
+    with pytest.raises(ValueError, match=r"backend\.url is set"):
         create_app(container=Container(settings=settings))
 
 
 def test_a_configured_valkey_stops_start_up_until_its_adapter_exists(tmp_path):
     settings = settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379")
 
-    with pytest.raises(ValueError, match="cache.url is set"):
+    with pytest.raises(ValueError, match=r"cache\.url is set"):
         create_app(container=Container(settings=settings))
 
 
