@@ -83,3 +83,25 @@ class AuditRecorder:
                     details=details,
                 )
             )
+
+    async def denied(
+        self,
+        *,
+        execution_id: str | None,
+        outcome: str,
+        request_id: str,
+        client_address: str | None,
+    ) -> None:
+        """Record a request refused before anyone was known: no claims, the path's execution."""
+        details = AuditDetails(
+            outcome=outcome, request_id=request_id, client_address=client_address
+        )
+        await self._log.record(
+            AuditEvent(
+                id=str(uuid.uuid4()),
+                execution_id=execution_id,
+                action=AuditAction.AUTH_DENIED,
+                timestamp=self._clock.now(),
+                details=details,
+            )
+        )

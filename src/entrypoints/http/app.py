@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
@@ -42,22 +42,22 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         getattr(container, adapter)()
     registry = CollectorRegistry()
 
-    script_api = Router(
-        path="/",
-        route_handlers=[ExecutionController, execute_tool_action],
-        middleware=[ScriptAuthMiddleware(container.token_codec(), container.rate_limiter())],
+    # App-level, not on a Router: Litestar deep-copies a Router when it is registered, and
+    # the copy would hold its own rate limiter and audit trail, apart from the container's.
+    script_auth = ScriptAuthMiddleware(
+        verifier=container.token_codec(),
+        limiter=container.rate_limiter(),
+        audit=container.audit(),
+    )
+    app = Litestar(
+        route_handlers=[ExecutionController, execute_tool_action, health, readiness, metrics],
+        middleware=[script_auth],
         dependencies={
             "context": Provide(provide_request_context, sync_to_thread=False),
             "variable_key": Provide(variable_key, sync_to_thread=False),
-            **{name: _provide(getattr(container, name)) for name in USE_CASES},
-        },
-        security=[{"bearer": []}],
-    )
-    app = Litestar(
-        route_handlers=[script_api, health, readiness, metrics],
-        dependencies={
             "health_probes": _provide(container.health_probes),
             "metrics_registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
+            **{name: _provide(getattr(container, name)) for name in USE_CASES},
         },
         before_request=make_body_check(settings.server.max_json_depth),
         exception_handlers={

@@ -6,14 +6,27 @@ from typing import TYPE_CHECKING, Any
 
 from litestar.middleware import ASGIMiddleware
 
+from application.audit import AuditRecorder
 from application.ports import RateLimiter, TokenVerifier
-from domain.errors import RateLimitedError, TokenInvalidError, TokenMissingError
+from domain.errors import (
+    AuthenticationError,
+    RateLimitedError,
+    TokenInvalidError,
+    TokenMissingError,
+)
 from domain.model import Principal, RequestContext
 from entrypoints.http.errors import rate_limit_headers
 
 if TYPE_CHECKING:
     from litestar import Request
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+
+PUBLIC = "public"
+
+
+def _is_api_document(scope: Scope) -> bool:
+    return scope["path"].startswith("/schema")
 
 
 class ScriptAuthMiddleware(ASGIMiddleware):
@@ -23,12 +36,27 @@ class ScriptAuthMiddleware(ASGIMiddleware):
     refusal raises `RateLimitedError`, whose answer the error table gives the same fields.
     """
 
-    def __init__(self, verifier: TokenVerifier, limiter: RateLimiter) -> None:
+    # Open to anyone: the handlers marked `opt={PUBLIC: True}` and the OpenAPI documents.
+    exclude_opt_key = PUBLIC
+    should_bypass_for_scope = staticmethod(_is_api_document)
+
+    def __init__(self, verifier: TokenVerifier, limiter: RateLimiter, audit: AuditRecorder) -> None:
         self._verifier = verifier
         self._limiter = limiter
+        self._audit = audit
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        principal = await self._verifier.verify(bearer_token(scope))
+        try:
+            principal = await self._verifier.verify(bearer_token(scope))
+        except AuthenticationError as error:
+            client = scope.get("client")
+            await self._audit.denied(
+                execution_id=scope["path_params"].get("execution_id"),
+                outcome=error.code,
+                request_id=scope["state"]["request_id"],
+                client_address=client[0] if client else None,
+            )
+            raise
         decision = await self._limiter.acquire(principal.execution_id)
         if not decision.allowed:
             raise RateLimitedError(limit=decision.limit, retry_after=decision.reset_after)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.exceptions import SerializationException
 
-from domain.errors import InvalidJsonError
+from domain.errors import InvalidInputError, InvalidJsonError
+from entrypoints.http.errors import describe_msgspec_error
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # A JSON string (escapes included) or a bracket outside one.
@@ -52,8 +54,15 @@ def make_body_check(max_depth: int):  # type: ignore[no-untyped-def]
                 f"the request body nests arrays or objects deeper than {max_depth} levels"
             )
         try:
-            await request.json()
+            value = await request.json()
         except SerializationException as error:
             raise InvalidJsonError(f"the request body is not valid JSON: {error.detail}") from None
+        if (field := request.route_handler.parsed_data_field) is not None:
+            # Litestar converts bodies leniently (`0` and "true" become booleans); the
+            # contract wants `condition must be true or false` for those.
+            try:
+                msgspec.convert(value, field.annotation, strict=True)
+            except msgspec.ValidationError as error:
+                raise InvalidInputError(describe_msgspec_error(str(error))) from None
 
     return check_json_body

@@ -153,6 +153,7 @@ def allowed_methods(request: Request[Any, Any, Any]) -> list[str]:
 
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`")
 _MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+_AT = re.compile(r" - at `\$(?:\.data)?(?P<path>[^`]*)`$")
 _TYPE_WORDS = {
     "bool": "true or false",
     "str": "a string",
@@ -164,23 +165,30 @@ _TYPE_WORDS = {
 }
 
 
+def describe_msgspec_error(text: str) -> str:
+    """msgspec's validation message (`Expected `bool`, got `str` - at `$.condition``), as a
+    sentence naming the field: `condition must be true or false`."""
+    at = _AT.search(text)
+    path = at["path"].lstrip(".") if at else ""
+    problem = text[: at.start()] if at else text
+    if missing := _MISSING.search(problem):
+        field = f"{path}.{missing['field']}" if path else missing["field"]
+        return f"{field} is required"
+    subject = path or "the request body"
+    if expected := _EXPECTED.search(problem):
+        return f"{subject} must be {_TYPE_WORDS.get(expected['type'], expected['type'])}"
+    return f"{subject} is not valid: {problem}"
+
+
 def describe_validation_error(error: ValidationException) -> str:
-    """Litestar's msgspec validation detail, as a sentence naming the field."""
+    """Litestar's validation detail, as a sentence naming the field."""
     problems = error.extra if isinstance(error.extra, list) else []
     for problem in problems:
-        text = str(problem.get("message", ""))
-        field = str(problem.get("key", ""))
-        if missing := _MISSING.search(text):
-            return f"{missing['field']} is required"
-        if field == "data" or not field:
-            if text == "'data'":
-                return "the request body is empty; send a JSON object"
-            subject = "the request body"
-        else:
-            subject = field
-        if expected := _EXPECTED.search(text):
-            return f"{subject} must be {_TYPE_WORDS.get(expected['type'], expected['type'])}"
-        return f"{subject} is not valid: {text}"
+        if problem.get("message") == "'data'":
+            return "the request body is empty; send a JSON object"
+        key = str(problem.get("key", ""))
+        at = "" if key in {"", "data"} else f".{key}"
+        return describe_msgspec_error(f"{problem.get('message', '')} - at `${at}`")
     return "the request body has the wrong shape"
 
 

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from application.ports import HealthProbe
 from domain.model import DependencyHealth, utc_timestamp
+from entrypoints.http.auth import PUBLIC
 from entrypoints.http.schemas import CheckOut, Health, Readiness
 from entrypoints.version import VERSION
 
@@ -21,12 +22,17 @@ PROBE_TIMEOUT = 2.0
 ESSENTIAL = frozenset({"store", "backend"})
 
 
-@get("/health", tags=["health"], summary="Liveness: the process answers")
+@get("/health", opt={PUBLIC: True}, tags=["health"], summary="Liveness: the process answers")
 async def health() -> Health:
     return Health(status="healthy", time=utc_timestamp(datetime.now(UTC)), version=VERSION)
 
 
-@get("/health/ready", tags=["health"], summary="Readiness: can it serve scripts now")
+@get(
+    "/health/ready",
+    opt={PUBLIC: True},
+    tags=["health"],
+    summary="Readiness: can it serve scripts now",
+)
 async def readiness(
     request: Request[Any, Any, Any], health_probes: NamedDependency[list[HealthProbe]]
 ) -> Response[Readiness]:
@@ -49,9 +55,18 @@ async def readiness(
     )
 
 
-@get("/metrics", tags=["health"], summary="Prometheus metrics", media_type=MediaType.TEXT)
+@get(
+    "/metrics",
+    opt={PUBLIC: True},
+    tags=["health"],
+    summary="Prometheus metrics",
+    media_type=MediaType.TEXT,
+)
 async def metrics(metrics_registry: NamedDependency[CollectorRegistry]) -> Response[bytes]:
-    return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+    # As a header: Litestar would add a second charset to a text/* media type.
+    return Response(
+        generate_latest(metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def _timed_check(probe: HealthProbe) -> CheckOut:
@@ -61,5 +76,7 @@ async def _timed_check(probe: HealthProbe) -> CheckOut:
             result = await probe.check()
     except TimeoutError:
         result = DependencyHealth(status="down", error=f"no answer within {PROBE_TIMEOUT:g} s")
+    except Exception as error:  # a probe that fails says "down", it does not fail readiness
+        result = DependencyHealth(status="down", error=f"{type(error).__name__}: {error}")
     latency = result.latency_ms or (time.perf_counter() - started) * 1000
     return CheckOut(status=result.status, latency_ms=round(latency, 3), error=result.error)  # type: ignore[arg-type]

@@ -60,6 +60,7 @@ def variable_key(request: Request[Any, Any, Any], key: FromPath[str] = "") -> st
 class ExecutionController(Controller):
     path = "/executions/{execution_id:str}"
     tags = ["executions"]
+    security = [{"bearer": []}]
 
     @get("/input", summary="The execution's input")
     async def get_input(
@@ -159,7 +160,13 @@ class ExecutionController(Controller):
         return Envelope(data=ContextOut.of(await get_context.execute(command)))
 
 
-@post("/tool-actions/execute", status_code=200, tags=["tools"], summary="Run a tool action")
+@post(
+    "/tool-actions/execute",
+    status_code=200,
+    tags=["tools"],
+    security=[{"bearer": []}],
+    summary="Run a tool action",
+)
 async def execute_tool_action(
     data: Annotated[ToolActionBody, Body(description="`params`, or `config` as the helpers send")],
     context: NamedDependency[RequestContext],
