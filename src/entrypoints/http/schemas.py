@@ -14,8 +14,8 @@ T = TypeVar("T")
 class Envelope(msgspec.Struct, Generic[T], kw_only=True):
     """`{"success": true, "data": ...}`; `data` is always present and may be null."""
 
-    data: T
     success: bool = True
+    data: T
 
 
 class Ack(msgspec.Struct, kw_only=True):
