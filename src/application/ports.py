@@ -10,9 +10,11 @@ from domain.audit import AuditEvent
 from domain.model import (
     DependencyHealth,
     ExecutionContext,
+    ExecutionOutcome,
     Principal,
     RateLimitDecision,
     ToolCall,
+    ToolCallRecord,
     ToolResult,
     Variable,
     VariableSummary,
@@ -39,6 +41,18 @@ class ExecutionRepository(Protocol):
         ...
 
 
+class ExecutionCatalog(Protocol):
+    """Executions the runtime creates itself: the embedded system of record only."""
+
+    async def create(self, context: ExecutionContext) -> None:
+        """Keep a new execution; raises `ValueError` when its id is taken."""
+        ...
+
+    async def outcome(self, execution_id: str) -> ExecutionOutcome:
+        """The output and condition the execution set; raises `ExecutionNotFoundError`."""
+        ...
+
+
 class VariableRepository(Protocol):
     """A user's variables, shared by every execution of that user."""
 
@@ -59,9 +73,27 @@ class ToolGateway(Protocol):
         ...
 
 
+class ToolCallLog(Protocol):
+    """The tool actions run for each execution, as they were answered."""
+
+    async def record(self, record: ToolCallRecord) -> None: ...
+
+    async def calls(self, execution_id: str) -> list[ToolCallRecord]:
+        """The execution's tool calls, oldest first."""
+        ...
+
+
 class AuditLog(Protocol):
     async def record(self, event: AuditEvent) -> None:
         """Persist the event durably before returning."""
+        ...
+
+
+class AuditTrail(Protocol):
+    """The audit events kept where this process can read them back."""
+
+    async def events_of(self, execution_id: str) -> list[AuditEvent]:
+        """The execution's events, oldest first."""
         ...
 
 

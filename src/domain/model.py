@@ -79,6 +79,40 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] | None = None
 
 
+class ToolCallRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A tool action as it was run: what was asked and what the tool answered."""
+
+    call: ToolCall
+    result: ToolResult
+    at: datetime
+
+
+class ExecutionOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What an execution told the runtime: its output (when it set one) and its condition."""
+
+    execution_id: str
+    has_output: bool = False
+    output: Any = None
+    condition: bool | None = None
+
+
+class WrittenVariable(msgspec.Struct, frozen=True, kw_only=True):
+    """A variable an execution wrote, as it stands now; `exists` is False once deleted."""
+
+    exists: bool
+    value: Any = None
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What an execution did, for the person who ran it."""
+
+    outcome: ExecutionOutcome
+    variables_read: list[str]
+    variables_written: dict[str, WrittenVariable]
+    tool_calls: list[ToolCallRecord]
+    audit_events: int
+
+
 class RateLimitDecision(msgspec.Struct, frozen=True, kw_only=True):
     """One request's verdict from a token bucket of `limit` requests refilled over a minute.
 

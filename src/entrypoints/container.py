@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
 
+from adapters.sqlite.audit import SqliteAuditLog
+from adapters.sqlite.executions import SqliteExecutionRepository
+from adapters.sqlite.store import SqliteHealthProbe, SqliteStore
+from adapters.sqlite.tool_calls import SqliteToolCallLog
+from adapters.sqlite.variables import SqliteVariableRepository
 from dependency_injector import containers, providers
 
 from adapters.auth.jwt import JwtTokenCodec, SigningKey
 from adapters.clock import SystemClock
-from adapters.memory.audit import InMemoryAuditLog
-from adapters.memory.executions import InMemoryExecutionRepository
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
 from adapters.memory.tools import RecordingToolGateway
-from adapters.memory.variables import InMemoryVariableRepository
+from adapters.tools.logged import LoggedToolGateway
 from application.audit import AuditRecorder
+from application.create_execution import CreateExecution
 from application.delete_variable import DeleteVariable
 from application.get_context import GetContext
 from application.get_input import GetInput
 from application.get_variable import GetVariable
 from application.list_variables import ListVariables
+from application.report_execution import ReportExecution
 from application.run_tool_action import RunToolAction
 from application.set_condition import SetCondition
 from application.set_output import SetOutput
@@ -61,20 +67,44 @@ def system_of_record(settings: Settings) -> str:
     return "embedded"
 
 
+async def store_lifecycle(store: SqliteStore) -> AsyncIterator[SqliteStore]:
+    """Opens the local store with the container's resources and closes it with them."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
     clock = providers.Singleton(SystemClock)
     mode = providers.Callable(system_of_record, settings)
 
+    # The local store: the system of record in embedded mode, and the service's own durable
+    # state (audit trail, idempotency, revocations) whenever Valkey is absent.
+    store = providers.Singleton(SqliteStore, settings.provided.store.path)
+    store_resource = providers.Resource(store_lifecycle, store)
+
     execution_repository = providers.Selector(
-        mode, embedded=providers.Singleton(InMemoryExecutionRepository, clock=clock)
+        mode, embedded=providers.Singleton(SqliteExecutionRepository, store, clock=clock)
     )
+    execution_catalog = providers.Selector(mode, embedded=execution_repository)
     variable_repository = providers.Selector(
-        mode, embedded=providers.Singleton(InMemoryVariableRepository)
+        mode, embedded=providers.Singleton(SqliteVariableRepository, store)
     )
-    tool_gateway = providers.Singleton(RecordingToolGateway)
-    audit_log = providers.Singleton(InMemoryAuditLog)
+    tool_call_log = providers.Singleton(SqliteToolCallLog, store)
+    # Built-in tools arrive with the backend issue; until then every action is accepted,
+    # sent nowhere, and kept in the store.
+    tool_gateway = providers.Singleton(
+        LoggedToolGateway,
+        inner=providers.Singleton(RecordingToolGateway),
+        log=tool_call_log,
+        clock=clock,
+    )
+    audit_log = providers.Singleton(SqliteAuditLog, store)
+    audit_trail = audit_log
     audit = providers.Singleton(
         AuditRecorder, log=audit_log, clock=clock, key=providers.Callable(audit_key, settings)
     )
@@ -92,9 +122,10 @@ class Container(containers.DeclarativeContainer):
         InProcessRateLimiter, limit_per_minute=settings.provided.security.rate_limit_per_min
     )
     health_probes = providers.List(
-        providers.Singleton(StaticHealthProbe, "store"),
+        providers.Singleton(SqliteHealthProbe, store, name="store"),
         providers.Singleton(StaticHealthProbe, "valkey", "disabled"),
-        providers.Singleton(StaticHealthProbe, "audit"),
+        # The audit trail is the store's until the audit issue adds its outbox and sinks.
+        providers.Singleton(SqliteHealthProbe, store, name="audit"),
     )
 
     get_input = providers.Factory(GetInput, executions=execution_repository, audit=audit)
@@ -112,6 +143,14 @@ class Container(containers.DeclarativeContainer):
     )
     get_context = providers.Factory(GetContext, executions=execution_repository, audit=audit)
     run_tool_action = providers.Factory(RunToolAction, tools=tool_gateway, audit=audit)
+    create_execution = providers.Factory(CreateExecution, catalog=execution_catalog, clock=clock)
+    report_execution = providers.Factory(
+        ReportExecution,
+        catalog=execution_catalog,
+        variables=variable_repository,
+        tool_calls=tool_call_log,
+        audit=audit_trail,
+    )
 
 
 ADAPTERS = (

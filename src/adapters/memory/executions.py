@@ -1,17 +1,18 @@
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from adapters.clock import SystemClock
-from application.ports import Clock, ExecutionRepository
+from application.ports import Clock, ExecutionCatalog, ExecutionRepository
 from domain.errors import ExecutionNotFoundError
-from domain.model import ExecutionContext
+from domain.model import ExecutionContext, ExecutionOutcome
 
 
-class InMemoryExecutionRepository(ExecutionRepository):
+class InMemoryExecutionRepository(ExecutionRepository, ExecutionCatalog):
     """Executions held in this process; what they were told (output, condition) is kept too."""
 
     def __init__(
@@ -25,6 +26,20 @@ class InMemoryExecutionRepository(ExecutionRepository):
     def add(self, context: ExecutionContext) -> None:
         self._contexts[context.execution_id] = context
 
+    async def create(self, context: ExecutionContext) -> None:
+        if context.execution_id in self._contexts:
+            raise ValueError(f"execution {context.execution_id!r} already exists")
+        self.add(copy.deepcopy(context))
+
+    async def outcome(self, execution_id: str) -> ExecutionOutcome:
+        await self.get_context(execution_id)
+        return ExecutionOutcome(
+            execution_id=execution_id,
+            has_output=execution_id in self.outputs,
+            output=self.outputs.get(execution_id),
+            condition=self.conditions.get(execution_id),
+        )
+
     async def get_context(self, execution_id: str) -> ExecutionContext:
         try:
             context = self._contexts[execution_id]
@@ -37,7 +52,7 @@ class InMemoryExecutionRepository(ExecutionRepository):
 
     async def save_output(self, execution_id: str, output: Any, at: datetime) -> None:
         await self.get_context(execution_id)
-        self.outputs[execution_id] = output
+        self.outputs[execution_id] = copy.deepcopy(output)
 
     async def save_condition(self, execution_id: str, condition: bool, at: datetime) -> None:
         await self.get_context(execution_id)

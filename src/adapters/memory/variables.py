@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,8 @@ class InMemoryVariableRepository(VariableRepository):
         return self._variables.get((user_id, key))
 
     async def put(self, user_id: str, key: str, value: Any, at: datetime) -> Variable:
-        variable = Variable(key=key, value=value, updated_at=at)
+        # A copy, as a real store keeps: the caller may change its object afterwards.
+        variable = Variable(key=key, value=copy.deepcopy(value), updated_at=at)
         self._variables[(user_id, key)] = variable
         return variable
 

@@ -36,6 +36,33 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--event", help="the event id")
     token.add_argument("--job", help="the job id")
     token.add_argument("--ttl", help="lifetime such as 30m or 2h (default: auth.tokenExpiration)")
+
+    executions = commands.add_parser("executions", help="executions of the embedded store")
+    execution_commands = executions.add_subparsers(
+        dest="action", required=True, parser_class=_Parser
+    )
+    create = execution_commands.add_parser(
+        "create", help="create an execution; print its API URL, id and token"
+    )
+    given = create.add_mutually_exclusive_group()
+    given.add_argument("--input", help="the execution's input, as JSON")
+    given.add_argument("--input-file", help="a file holding the input as JSON (- for stdin)")
+    create.add_argument("--event-name", help="the event's name (default: local)")
+    create.add_argument("--event-type", help="the event's type (default: SCRIPT)")
+    create.add_argument("--api-url", help="the URL scripts reach the runtime at")
+    create.add_argument(
+        "--json", action="store_true", help='one JSON object {"apiUrl", "executionId", "token"}'
+    )
+
+    variables = commands.add_parser("vars", help="the local user's variables")
+    variable_commands = variables.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    listing = variable_commands.add_parser("list", help="one key per line")
+    listing.add_argument("--json", action="store_true", help="a JSON array of {key, updatedAt}")
+    variable_commands.add_parser("get", help="print the value as JSON").add_argument("key")
+    setting = variable_commands.add_parser("set", help="set the value, given as JSON")
+    setting.add_argument("key")
+    setting.add_argument("value", help="the value as JSON, such as 42 or '\"text\"'")
+    variable_commands.add_parser("delete", help="remove the variable").add_argument("key")
     return parser
 
 
@@ -52,11 +79,13 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "serve":
-            from entrypoints.cli.serve import serve
-
-            return serve(workers=args.workers)
-        return _token(args)
+        run = {
+            "serve": _serve,
+            "token": _token,
+            "executions": _create_execution,
+            "vars": _variables,
+        }[args.command]
+        return run(args)
     except UsageError as error:
         print(f"cronium-runtime: {error}", file=sys.stderr)
         return 2
@@ -65,6 +94,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # every failure is one line, never a traceback
         print(f"cronium-runtime: {error}", file=sys.stderr)
         return 1
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from entrypoints.cli.serve import serve
+
+    return serve(workers=args.workers)
+
+
+def _print(text: str) -> int:
+    if text:
+        print(text)
+    return 0
+
+
+def _create_execution(args: argparse.Namespace) -> int:
+    from entrypoints.cli.local import create_execution, read_input
+    from entrypoints.settings import load_settings
+
+    try:
+        input_value = read_input(args.input, args.input_file)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    return _print(
+        create_execution(
+            load_settings(),
+            input_value=input_value,
+            event_name=args.event_name,
+            event_type=args.event_type,
+            api_url=args.api_url,
+            as_json=args.json,
+        )
+    )
+
+
+def _variables(args: argparse.Namespace) -> int:
+    from entrypoints.cli.local import parse_json, variables
+    from entrypoints.settings import load_settings
+
+    value = None
+    if args.action == "set":
+        try:
+            value = parse_json(args.value, "the value")
+        except ValueError as error:
+            raise UsageError(f"{error} (quote text as JSON: '\"text\"')") from None
+    key, as_json = getattr(args, "key", None), getattr(args, "json", False)
+    return _print(variables(load_settings(), args.action, key, value, as_json))
 
 
 def _token(args: argparse.Namespace) -> int:

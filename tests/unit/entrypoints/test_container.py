@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.memory.executions import InMemoryExecutionRepository
+from adapters.sqlite.executions import SqliteExecutionRepository
+from adapters.sqlite.variables import SqliteVariableRepository
 from domain.model import Principal
 from entrypoints.container import Container, audit_key
 from entrypoints.http.app import create_app
@@ -17,11 +18,13 @@ def settings_for(tmp_path: Path, **environ: str):
     return load_settings({"HOME": str(tmp_path), "JWT_SECRET": SECRET, **environ}, cwd=tmp_path)
 
 
-def test_the_embedded_defaults_wire_in_memory_adapters(tmp_path):
+def test_the_embedded_defaults_keep_everything_in_the_local_store(tmp_path):
     container = Container(settings=settings_for(tmp_path))
 
-    assert isinstance(container.execution_repository(), InMemoryExecutionRepository)
-    assert container.variable_repository() is container.variable_repository()
+    assert isinstance(container.execution_repository(), SqliteExecutionRepository)
+    assert container.execution_catalog() is container.execution_repository()
+    assert isinstance(container.variable_repository(), SqliteVariableRepository)
+    assert container.store().path == tmp_path / ".local/share/cronium-runtime/runtime.db"
 
 
 def test_a_configured_backend_stops_start_up_until_its_adapter_exists(tmp_path):
