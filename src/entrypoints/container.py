@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
-from adapters.sqlite.audit import SqliteAuditLog
-from adapters.sqlite.executions import SqliteExecutionRepository
-from adapters.sqlite.store import SqliteHealthProbe, SqliteStore
-from adapters.sqlite.tool_calls import SqliteToolCallLog
-from adapters.sqlite.variables import SqliteVariableRepository
 from dependency_injector import containers, providers
+from prometheus_client import CollectorRegistry, Counter
 
 from adapters.auth.jwt import JwtTokenCodec, SigningKey
 from adapters.clock import SystemClock
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
 from adapters.memory.tools import RecordingToolGateway
+from adapters.sqlite.audit import SqliteAuditLog
+from adapters.sqlite.executions import SqliteExecutionRepository
+from adapters.sqlite.store import SqliteHealthProbe, SqliteStore
+from adapters.sqlite.tool_calls import SqliteToolCallLog
+from adapters.sqlite.variables import SqliteVariableRepository
 from adapters.tools.logged import LoggedToolGateway
+from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
+from adapters.valkey.executions import ValkeyExecutionCache
+from adapters.valkey.gate import ValkeyGate
+from adapters.valkey.health import ValkeyHealthProbe
+from adapters.valkey.rate_limiter import ValkeyRateLimiter
+from adapters.valkey.variables import ValkeyVariableCache
 from application.audit import AuditRecorder
 from application.create_execution import CreateExecution
 from application.delete_variable import DeleteVariable
@@ -26,11 +33,13 @@ from application.get_context import GetContext
 from application.get_input import GetInput
 from application.get_variable import GetVariable
 from application.list_variables import ListVariables
+from application.ports import VariableRepository
 from application.report_execution import ReportExecution
 from application.run_tool_action import RunToolAction
 from application.set_condition import SetCondition
 from application.set_output import SetOutput
 from application.set_variable import SetVariable
+from entrypoints.http.observability import HttpMetrics
 from entrypoints.settings import Settings
 
 AUDIT_KEY_LABEL = b"cronium-runtime audit key"
@@ -59,12 +68,53 @@ def system_of_record(settings: Settings) -> str:
             "backend.url is set, but this build cannot talk to a Cronium backend yet; "
             "unset BACKEND_URL to run on the embedded store"
         )
-    if settings.cache.url:
-        raise ValueError(
-            "cache.url is set, but this build cannot use Valkey yet; "
-            "unset VALKEY_URL to keep the cache and rate limits in the process"
-        )
     return "embedded"
+
+
+def shared_state(settings: Settings) -> str:
+    """Where cache, rate limits and locks live: "valkey" with `cache.url`, else "process"."""
+    return "valkey" if settings.uses_valkey else "process"
+
+
+def valkey_options(settings: Settings) -> ValkeyOptions:
+    cache = settings.cache
+    assert cache.url is not None
+    return ValkeyOptions(
+        url=cache.url,
+        mode=cache.mode,
+        password=cache.password,
+        db=cache.db,
+        pool_size=cache.pool_size,
+        connect_timeout=cache.connect_timeout,
+        command_timeout=cache.command_timeout,
+        sentinel_master=cache.sentinel_master,
+    )
+
+
+async def valkey_lifecycle(
+    settings: Settings,
+    client: Callable[[], ValkeyClient],
+    variables: Callable[[], VariableRepository],
+) -> AsyncIterator[None]:
+    """Closes the process's Valkey pool (and the cache's reconnect task) with the container.
+
+    Takes the providers rather than their objects, so that nothing of Valkey is built in a
+    process that does not use it.
+    """
+    if not settings.uses_valkey:
+        yield None
+        return
+    try:
+        yield None
+    finally:
+        cache = variables()
+        if isinstance(cache, ValkeyVariableCache):
+            await cache.aclose()
+        await client().aclose()
+
+
+def counting(counter: Counter) -> Callable[[str], None]:
+    return lambda operation: counter.labels(operation).inc()
 
 
 async def store_lifecycle(store: SqliteStore) -> AsyncIterator[SqliteStore]:
@@ -81,18 +131,64 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     mode = providers.Callable(system_of_record, settings)
+    sharing = providers.Callable(shared_state, settings)
+    metrics_registry = providers.Singleton(CollectorRegistry)
+    http_metrics = providers.Singleton(HttpMetrics, metrics_registry)
+
+    # Valkey, when configured: one client (pool) per process, opened lazily by valkey-py and
+    # closed with the container's resources. The gate lets every adapter fall back at once.
+    valkey_client = providers.Singleton(create_client, providers.Callable(valkey_options, settings))
+    valkey_fallbacks = providers.Singleton(
+        Counter,
+        "cronium_runtime_valkey_fallbacks",
+        "Operations that went to the store or the local limiter because Valkey did not answer.",
+        ["operation"],
+        registry=metrics_registry,
+    )
+    valkey_gate = providers.Singleton(
+        ValkeyGate, on_fallback=providers.Callable(counting, valkey_fallbacks)
+    )
 
     # The local store: the system of record in embedded mode, and the service's own durable
     # state (audit trail, idempotency, revocations) whenever Valkey is absent.
     store = providers.Singleton(SqliteStore, settings.provided.store.path)
     store_resource = providers.Resource(store_lifecycle, store)
 
-    execution_repository = providers.Selector(
+    stored_executions = providers.Selector(
         mode, embedded=providers.Singleton(SqliteExecutionRepository, store, clock=clock)
     )
-    execution_catalog = providers.Selector(mode, embedded=execution_repository)
-    variable_repository = providers.Selector(
+    stored_variables = providers.Selector(
         mode, embedded=providers.Singleton(SqliteVariableRepository, store)
+    )
+    execution_catalog = providers.Selector(mode, embedded=stored_executions)
+    execution_repository = providers.Selector(
+        sharing,
+        process=stored_executions,
+        valkey=providers.Singleton(
+            ValkeyExecutionCache,
+            inner=stored_executions,
+            client=valkey_client,
+            gate=valkey_gate,
+            ttl=settings.provided.cache.ttl,
+            stale_window=settings.provided.cache.stale_window,
+        ),
+    )
+    variable_repository = providers.Selector(
+        sharing,
+        process=stored_variables,
+        valkey=providers.Singleton(
+            ValkeyVariableCache,
+            inner=stored_variables,
+            client=valkey_client,
+            gate=valkey_gate,
+            ttl=settings.provided.cache.ttl,
+            stale_window=settings.provided.cache.stale_window,
+            lock_ttl=settings.provided.cache.lock_ttl,
+            lock_wait=settings.provided.server.request_deadline,
+        ),
+    )
+    valkey_resource = providers.Resource(
+        valkey_lifecycle, settings, valkey_client.provider, variable_repository.provider
     )
     tool_call_log = providers.Singleton(SqliteToolCallLog, store)
     # Built-in tools arrive with the backend issue; until then every action is accepted,
@@ -118,12 +214,32 @@ class Container(containers.DeclarativeContainer):
             lambda auth: (auth.audience,) if auth.audience else (), settings.provided.auth
         ),
     )
-    rate_limiter = providers.Singleton(
+    local_rate_limiter = providers.Singleton(
         InProcessRateLimiter, limit_per_minute=settings.provided.security.rate_limit_per_min
+    )
+    rate_limiter = providers.Selector(
+        sharing,
+        process=local_rate_limiter,
+        valkey=providers.Singleton(
+            ValkeyRateLimiter,
+            client=valkey_client,
+            gate=valkey_gate,
+            limit_per_minute=settings.provided.security.rate_limit_per_min,
+            fallback=local_rate_limiter,
+        ),
     )
     health_probes = providers.List(
         providers.Singleton(SqliteHealthProbe, store, name="store"),
-        providers.Singleton(StaticHealthProbe, "valkey", "disabled"),
+        providers.Selector(
+            sharing,
+            process=providers.Singleton(StaticHealthProbe, "valkey", "disabled"),
+            valkey=providers.Singleton(
+                ValkeyHealthProbe,
+                valkey_client,
+                valkey_gate,
+                timeout=settings.provided.cache.command_timeout,
+            ),
+        ),
         # The audit trail is the store's until the audit issue adds its outbox and sinks.
         providers.Singleton(SqliteHealthProbe, store, name="audit"),
     )

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import multiprocessing
+import multiprocessing.connection
+import os
 import shlex
 import signal
+import socket
 import time
 from types import FrameType
 
@@ -21,6 +26,7 @@ from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, load_settings
 
 DEMO_EXECUTION = "demo"
+APP_FACTORY = "entrypoints.http.app:create_app"
 
 
 def serve(workers: int | None = None) -> int:
@@ -38,9 +44,14 @@ def serve(workers: int | None = None) -> int:
         )
         print(_demo_line(settings, container), flush=True)
     server = settings.server
-    app = create_app(container=container)
+    workers = server.workers
+    # One worker runs the app built here; several each build their own from the same
+    # settings (the environment and config file), which uvicorn's factory mode allows.
+    app: Litestar | str = create_app(container=container) if workers == 1 else APP_FACTORY
     config = uvicorn.Config(
         app,
+        factory=workers > 1,
+        workers=workers,
         host=server.host,
         port=server.port,
         timeout_keep_alive=math.ceil(server.idle_timeout),
@@ -52,8 +63,54 @@ def serve(workers: int | None = None) -> int:
         server_header=False,
         lifespan="on",
     )
-    DrainingServer(config, app, drain_delay=server.drain_delay).run()
-    return 0
+    if workers == 1:
+        DrainingServer(config, drain_delay=server.drain_delay).run()
+        return 0
+    return run_workers(config, drain_delay=server.drain_delay)
+
+
+def run_workers(config: uvicorn.Config, *, drain_delay: float) -> int:
+    """Run `config.workers` server processes on one listening socket until told to stop.
+
+    Our own small supervisor rather than uvicorn's, which builds a plain `uvicorn.Server` in
+    each worker and so would skip the drain. SIGTERM and SIGINT go to every worker; each
+    drains and stops. A worker that dies on its own stops the others and the exit status is
+    1, so that the orchestrator restarts the whole process rather than run short-handed.
+    The workers read the same environment and config file, and the development secret from
+    the store folder.
+    """
+    context = multiprocessing.get_context("spawn")
+    stopping = False
+    with contextlib.closing(config.bind_socket()) as sock:
+        workers = [
+            context.Process(target=_worker, args=(config, drain_delay, sock), daemon=False)
+            for _ in range(config.workers)
+        ]
+
+        def forward(sig: int, frame: FrameType | None) -> None:
+            nonlocal stopping
+            stopping = True
+            for worker in workers:
+                if worker.is_alive() and worker.pid is not None:
+                    os.kill(worker.pid, sig)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for worker in workers:
+                worker.start()
+            while any(worker.is_alive() for worker in workers):
+                multiprocessing.connection.wait([worker.sentinel for worker in workers], 0.5)
+                if not stopping and any(worker.exitcode is not None for worker in workers):
+                    logger.error("a worker stopped on its own; stopping the others")
+                    forward(signal.SIGTERM, None)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    return 0 if stopping and all(worker.exitcode == 0 for worker in workers) else 1
+
+
+def _worker(config: uvicorn.Config, drain_delay: float, sock: socket.socket) -> None:
+    DrainingServer(config, drain_delay=drain_delay).run(sockets=[sock])
 
 
 class DrainingServer(uvicorn.Server):
@@ -66,9 +123,8 @@ class DrainingServer(uvicorn.Server):
     not a failure. A second SIGTERM while draining stops at once.
     """
 
-    def __init__(self, config: uvicorn.Config, app: Litestar, *, drain_delay: float) -> None:
+    def __init__(self, config: uvicorn.Config, *, drain_delay: float) -> None:
         super().__init__(config)
-        self._app = app
         self._drain_delay = drain_delay
         self._draining_since: float | None = None
 
@@ -80,8 +136,16 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         logger.info("SIGTERM: draining for {delay:g} s, then stopping", delay=self._drain_delay)
-        self._app.state.serving = False
+        if (app := self._litestar_app()) is not None:
+            app.state.serving = False
         self._draining_since = time.monotonic()
+
+    def _litestar_app(self) -> Litestar | None:
+        """The app uvicorn loaded, under the middleware uvicorn wraps around it."""
+        app = getattr(self.config, "loaded_app", None)
+        while app is not None and not isinstance(app, Litestar):
+            app = getattr(app, "app", None)
+        return app
 
     async def on_tick(self, counter: int) -> bool:
         should_exit = await super().on_tick(counter)

@@ -12,7 +12,6 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from prometheus_client import CollectorRegistry
 
 from domain.errors import DomainError
 from entrypoints.container import ADAPTERS, USE_CASES, Container
@@ -25,22 +24,28 @@ from entrypoints.http.errors import (
     handle_unexpected_error,
 )
 from entrypoints.http.health import health, metrics, readiness
-from entrypoints.http.observability import HttpMetrics, ObservabilityMiddleware
+from entrypoints.http.observability import ObservabilityMiddleware
 from entrypoints.http.routes import ExecutionController, execute_tool_action, variable_key
+from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, load_settings
 from entrypoints.version import VERSION
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
     if container is None:
-        settings, _ = with_development_secret(settings or load_settings())
+        if settings is None:
+            # Built by a server worker from nothing but the environment: it configures its
+            # own logging, as `serve` does for a single process.
+            settings = load_settings()
+            configure_logging(settings.logging.level, settings.logging.format)
+        settings, _ = with_development_secret(settings)
         container = Container(settings=settings)
     settings = container.settings()
     # Resolve the adapters now: a configuration the container cannot satisfy stops start-up
     # with its message instead of failing every request.
     for adapter in ADAPTERS:
         getattr(container, adapter)()
-    registry = CollectorRegistry()
+    registry = container.metrics_registry()
 
     # App-level, not on a Router: Litestar deep-copies a Router when it is registered, and
     # the copy would hold its own rate limiter and audit trail, apart from the container's.
@@ -83,7 +88,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     app.state.metrics_registry = registry
     # See ObservabilityMiddleware for why it wraps the handler and is not in `middleware`.
-    app.asgi_handler = ObservabilityMiddleware(app.asgi_handler, HttpMetrics(registry))
+    app.asgi_handler = ObservabilityMiddleware(app.asgi_handler, container.http_metrics())
     return app
 
 

@@ -6,6 +6,9 @@ import pytest
 
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.variables import SqliteVariableRepository
+from adapters.valkey.executions import ValkeyExecutionCache
+from adapters.valkey.rate_limiter import ValkeyRateLimiter
+from adapters.valkey.variables import ValkeyVariableCache
 from domain.model import Principal
 from entrypoints.container import Container, audit_key
 from entrypoints.http.app import create_app
@@ -34,11 +37,13 @@ def test_a_configured_backend_stops_start_up_until_its_adapter_exists(tmp_path):
         create_app(container=Container(settings=settings))
 
 
-def test_a_configured_valkey_stops_start_up_until_its_adapter_exists(tmp_path):
-    settings = settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379")
+def test_a_configured_valkey_puts_its_cache_and_limiter_in_front_of_the_store(tmp_path):
+    container = Container(settings=settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379"))
 
-    with pytest.raises(ValueError, match=r"cache\.url is set"):
-        create_app(container=Container(settings=settings))
+    assert isinstance(container.variable_repository(), ValkeyVariableCache)
+    assert isinstance(container.execution_repository(), ValkeyExecutionCache)
+    assert isinstance(container.rate_limiter(), ValkeyRateLimiter)
+    assert isinstance(container.execution_catalog(), SqliteExecutionRepository)
 
 
 def test_the_audit_key_is_derived_from_the_first_jwt_secret(tmp_path):
