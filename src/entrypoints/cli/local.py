@@ -117,7 +117,7 @@ def read_input(text: str | None, path: str | None) -> Any:
         try:
             text = Path(path).read_text() if path != "-" else sys.stdin.read()
         except OSError as error:
-            raise CommandError(f"--input-file: {error.strerror}: {path}") from None
+            raise CommandError(f"--input-file: {error.strerror}: {path!r}") from None
     if text is None:
         return None
     return parse_json(text, "--input-file" if path is not None else "--input")

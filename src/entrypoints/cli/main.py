@@ -87,13 +87,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         }[args.command]
         return run(args)
     except UsageError as error:
-        print(f"cronium-runtime: {error}", file=sys.stderr)
+        print(f"cronium-runtime: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # every failure is one line, never a traceback
-        print(f"cronium-runtime: {error}", file=sys.stderr)
+        print(f"cronium-runtime: {_one_line(error)}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: Exception) -> str:
+    """The error's message on one line, whatever a file name or a value in it holds."""
+    return " ".join(str(error).splitlines()) or type(error).__name__
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -127,6 +127,7 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._drain_delay = drain_delay
         self._draining_since: float | None = None
+        self._drain_announced = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if sig != signal.SIGTERM:
@@ -135,7 +136,8 @@ class DrainingServer(uvicorn.Server):
         if self._draining_since is not None:
             self.should_exit = True
             return
-        logger.info("SIGTERM: draining for {delay:g} s, then stopping", delay=self._drain_delay)
+        # Nothing but flags here: a signal handler runs between any two bytecodes, even
+        # inside the logger, which would refuse a nested call and lose the signal.
         if (app := self._litestar_app()) is not None:
             app.state.serving = False
         self._draining_since = time.monotonic()
@@ -151,6 +153,9 @@ class DrainingServer(uvicorn.Server):
         should_exit = await super().on_tick(counter)
         if self._draining_since is None:
             return should_exit
+        if not self._drain_announced:
+            self._drain_announced = True
+            logger.info("SIGTERM: draining for {delay:g} s, then stopping", delay=self._drain_delay)
         return should_exit or time.monotonic() - self._draining_since >= self._drain_delay
 
 
