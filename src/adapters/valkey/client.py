@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from valkey.asyncio import Valkey
+from valkey.asyncio import BlockingConnectionPool, Valkey
 from valkey.asyncio.cluster import ValkeyCluster
+from valkey.asyncio.retry import Retry
 from valkey.asyncio.sentinel import Sentinel
+from valkey.backoff import NoBackoff
+from valkey.exceptions import ConnectionError as ValkeyConnectionError
 
 ValkeyClient = Valkey | ValkeyCluster
 
@@ -27,47 +30,78 @@ class ValkeyOptions:
 
 def create_client(options: ValkeyOptions) -> ValkeyClient:
     """valkey-py's own client for the mode: pools, cluster routing and sentinel discovery are
-    the library's. Every command waits at most `command_timeout`."""
+    the library's. Every command waits at most `command_timeout`.
+
+    A pooled connection that a restarted server closed fails its next command at once; one
+    retry on a fresh connection hides that, and adds nothing to a timeout's bound (timeouts
+    are not retried). TLS options valkey-py takes (`ssl_ca_certs`, `ssl_certfile`, ...) go in
+    the URL's query.
+    """
     common: dict[str, Any] = {
         "socket_timeout": options.command_timeout,
         "socket_connect_timeout": options.connect_timeout,
+        "retry": Retry(NoBackoff(), 1),
+        "retry_on_error": [ValkeyConnectionError],
     }
     if options.password:
         common["password"] = options.password
     if options.mode == "cluster":
-        # A cluster has one database; valkey-py refuses `db` for it.
+        # A cluster has one database; valkey-py refuses `db` for it. Its per-node pools do
+        # not wait for a free connection: pool_size bounds each node's concurrent commands.
         cluster: ValkeyCluster = ValkeyCluster.from_url(
             options.url, max_connections=options.pool_size, **common
         )
         return cluster
     if options.mode == "sentinel":
         return _sentinel_primary(options, common)
-    standalone: Valkey = Valkey.from_url(
-        options.url, db=options.db, max_connections=options.pool_size, **common
+    # A blocking pool: more concurrent commands than pool_size wait for a connection
+    # (within command_timeout) rather than fail as if Valkey were down.
+    pool = BlockingConnectionPool.from_url(
+        options.url,
+        db=options.db,
+        max_connections=options.pool_size,
+        timeout=options.command_timeout,
+        **common,
     )
+    standalone: Valkey = Valkey.from_pool(pool)
     return standalone
 
 
+class _SentinelPrimary(Valkey):
+    """The primary's client, which also closes the sentinels' connections when closed."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            await sentinel.aclose()
+
+
 def _sentinel_primary(options: ValkeyOptions, common: dict[str, Any]) -> Valkey:
-    """`cache.url` names the sentinels (`valkey://host:26379,host2:26379`); the primary they
-    report for `sentinelMaster` is the one used, and followed through a failover."""
+    """`cache.url` names the sentinels (`valkey://:password@s1:26379,s2:26379/0?...`); the
+    primary they report for `sentinelMaster` is the one used, followed through a failover.
+    The URL's password, database and query (TLS options) apply to the primary."""
     parts = urlsplit(options.url)
+    credentials, _, addresses = parts.netloc.rpartition("@")
     sentinels = []
-    for address in parts.netloc.rpartition("@")[2].split(","):
+    for address in addresses.split(","):
         host, _, port = address.rpartition(":")
         sentinels.append((host.strip("[]") or "127.0.0.1", int(port or 26379)))
-    tls = {"ssl": True} if parts.scheme in {"valkeys", "rediss"} else {}
+    connection: dict[str, Any] = dict(common)
+    connection.update(parse_qsl(parts.query))
+    if parts.scheme in {"valkeys", "rediss"}:
+        connection["ssl"] = True
+    if credentials and not options.password:
+        connection["password"] = unquote(credentials.partition(":")[2])
+    database = int(parts.path.strip("/") or options.db)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         sentinels,
-        sentinel_kwargs={
-            "socket_timeout": options.command_timeout,
-            "socket_connect_timeout": options.connect_timeout,
-            **tls,
-        },
-        **common,
-        **tls,
+        sentinel_kwargs={key: value for key, value in connection.items() if key != "password"},
+        **connection,
     )
     primary: Valkey = sentinel.master_for(
-        options.sentinel_master, db=options.db, max_connections=options.pool_size
+        options.sentinel_master,
+        valkey_class=_SentinelPrimary,
+        db=database,
+        max_connections=options.pool_size,
     )
     return primary

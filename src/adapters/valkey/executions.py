@@ -90,7 +90,7 @@ class ValkeyExecutionCache(ExecutionRepository):
             return None
         try:
             return self._decoder.decode(raw)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # ValidationError included
             return None  # another version's entry: a miss, replaced by the fill
 
     async def _fill(self, key: str, context: ExecutionContext) -> None:

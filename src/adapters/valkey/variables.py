@@ -8,7 +8,7 @@ import hashlib
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +35,17 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
+# What a write leaves in the cache, only while its writer still owns the lock: a writer
+# whose lock expired mid-write (a slow store) must not overwrite the next writer's entry;
+# it deletes the entry instead, and the next read fills it from the store.
+_STORE_IF_OWNER = """
+if redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
 # Release the lock only if this writer still owns it (it may have expired and been taken).
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -60,8 +71,9 @@ class CachedVariable(msgspec.Struct, frozen=True, array_like=True):
 
 def _tag(user_id: str, key: str) -> str:
     # One hash tag for a variable's value and its lock, so that the scripts touching both
-    # run on one cluster node. The tag ends at the first "}", which both keys share.
-    return "{" + user_id + "/" + key + "}"
+    # run on one cluster node. The tag ends at the first "}", which both keys share. The
+    # user id's length keeps ("team", "a/b") and ("team/a", "b") apart.
+    return "{" + f"{len(user_id)}:{user_id}/{key}" + "}"
 
 
 class ValkeyVariableCache(VariableRepository):
@@ -106,6 +118,7 @@ class ValkeyVariableCache(VariableRepository):
         # has the same method and routes the scripts by their keys.
         self._fill_script = client.register_script(_FILL)  # type: ignore[misc]
         self._release = client.register_script(_RELEASE)  # type: ignore[misc]
+        self._store_script = client.register_script(_STORE_IF_OWNER)  # type: ignore[misc]
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(CachedVariable)
         self._unflushed: set[str] = set()
@@ -133,15 +146,15 @@ class ValkeyVariableCache(VariableRepository):
         return variable
 
     async def put(self, user_id: str, key: str, value: Any, at: datetime) -> Variable:
-        async with self._locked(user_id, key) as locked:
+        async with self._locked(user_id, key) as token:
             variable = await self._inner.put(user_id, key, value, at)
-            await self._store(self.value_key(user_id, key), variable, locked=locked)
+            await self._store(user_id, key, variable, token=token)
             return variable
 
     async def delete(self, user_id: str, key: str) -> bool:
-        async with self._locked(user_id, key) as locked:
+        async with self._locked(user_id, key) as token:
             deleted = await self._inner.delete(user_id, key)
-            await self._store(self.value_key(user_id, key), None, locked=locked)
+            await self._store(user_id, key, None, token=token)
             return deleted
 
     async def list(self, user_id: str) -> list[VariableSummary]:
@@ -186,26 +199,32 @@ class ValkeyVariableCache(VariableRepository):
         except UNAVAILABLE as error:
             self._gate.failed("fill", error)
 
-    async def _store(self, value_key: str, variable: Variable | None, *, locked: bool) -> None:
+    async def _store(
+        self, user_id: str, key: str, variable: Variable | None, *, token: str | None
+    ) -> None:
         """What a write leaves in the cache: the new value, or a deletion's tombstone."""
-        if not locked:
+        value_key = self.value_key(user_id, key)
+        if token is None:
             self._remember(value_key)
             return
         try:
-            await self._client.set(value_key, self._entry(variable), px=self._keep_ms)
+            await self._store_script(
+                keys=[value_key, self.lock_key(user_id, key)],
+                args=[self._entry(variable), self._keep_ms, token],
+            )
         except UNAVAILABLE as error:
             self._gate.failed("set", error)
             self._remember(value_key)
 
     @contextlib.asynccontextmanager
-    async def _locked(self, user_id: str, key: str):  # type: ignore[no-untyped-def]
-        """Hold the key's lock for the body; yields False when Valkey cannot be asked, and
-        the body then writes the store alone."""
+    async def _locked(self, user_id: str, key: str) -> AsyncIterator[str | None]:
+        """Hold the key's lock for the body, yielding the owner token; None when Valkey
+        cannot be asked, and the body then writes the store alone."""
         lock_key = self.lock_key(user_id, key)
         token = secrets.token_hex(16)
         locked = await self._usable("lock") and await self._acquire(lock_key, token)
         try:
-            yield locked
+            yield token if locked else None
         finally:
             if locked:
                 try:
@@ -218,7 +237,12 @@ class ValkeyVariableCache(VariableRepository):
         pause = 0.002
         while True:
             try:
-                if await self._client.set(lock_key, token, nx=True, px=self._lock_ttl_ms):
+                # The second check: a SET whose reply was lost and that the client retried
+                # finds the lock already taken, by this very writer.
+                if (
+                    await self._client.set(lock_key, token, nx=True, px=self._lock_ttl_ms)
+                    or await self._client.get(lock_key) == token.encode()
+                ):
                     self._gate.succeeded()
                     return True
             except UNAVAILABLE as error:
