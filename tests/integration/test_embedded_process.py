@@ -335,7 +335,9 @@ async def test_a_sigterm_that_lands_while_a_line_is_logged_still_stops_the_serve
 ) -> None:
     app = Litestar(route_handlers=[])
     app.state.serving = True
-    server = DrainingServer(uvicorn.Config(app, log_config=None), app, drain_delay=0.0)
+    config = uvicorn.Config(app, log_config=None)
+    config.load()
+    server = DrainingServer(config, drain_delay=0.0)
     stderr = StderrInterruptedBySigterm(lambda: server.handle_exit(signal.SIGTERM, None))
     monkeypatch.setattr(sys, "stderr", stderr)
     sink = logger.add(_json_line, level="INFO", format="{message}")

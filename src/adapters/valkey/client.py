@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from valkey.asyncio import BlockingConnectionPool, Valkey
 from valkey.asyncio.cluster import ValkeyCluster
 from valkey.asyncio.retry import Retry
-from valkey.asyncio.sentinel import Sentinel
+from valkey.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from valkey.backoff import NoBackoff
 from valkey.exceptions import ConnectionError as ValkeyConnectionError
 
@@ -46,11 +46,10 @@ def create_client(options: ValkeyOptions) -> ValkeyClient:
     if options.password:
         common["password"] = options.password
     if options.mode == "cluster":
-        # A cluster has one database; valkey-py refuses `db` for it. Its per-node pools do
-        # not wait for a free connection: pool_size bounds each node's concurrent commands.
-        cluster: ValkeyCluster = ValkeyCluster.from_url(
-            options.url, max_connections=options.pool_size, **common
-        )
+        # A cluster has one database; valkey-py refuses `db` for it. Its per-node pools
+        # cannot wait for a free connection (past the limit they fail, which would look
+        # like an outage), so they are left unbounded: concurrency is the workers' own.
+        cluster: ValkeyCluster = ValkeyCluster.from_url(options.url, **common)
         return cluster
     if options.mode == "sentinel":
         return _sentinel_primary(options, common)
@@ -65,6 +64,11 @@ def create_client(options: ValkeyOptions) -> ValkeyClient:
     )
     standalone: Valkey = Valkey.from_pool(pool)
     return standalone
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
+    """The sentinel's pool of connections to the primary, waiting for a free one (within
+    `timeout`) rather than failing as if Valkey were down."""
 
 
 class _SentinelPrimary(Valkey):
@@ -101,7 +105,9 @@ def _sentinel_primary(options: ValkeyOptions, common: dict[str, Any]) -> Valkey:
     primary: Valkey = sentinel.master_for(
         options.sentinel_master,
         valkey_class=_SentinelPrimary,
+        connection_pool_class=_BlockingSentinelPool,
         db=database,
         max_connections=options.pool_size,
+        timeout=options.command_timeout,
     )
     return primary
