@@ -11,8 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-import test_valkey_adapters as shared
-from test_valkey_adapters import AT, STALE_WINDOW, TTL, Kit, ManualClock, same_json
+from adapter_kit import AT, STALE_WINDOW, TTL, Kit, ManualClock, same_json
 
 from adapters.memory.executions import InMemoryExecutionRepository
 from adapters.memory.rate_limiter import InProcessRateLimiter
@@ -22,17 +21,6 @@ from adapters.valkey.rate_limiter import ValkeyRateLimiter
 from application.ports import ExecutionRepository
 from domain.errors import BackendUnavailableError, ExecutionNotFoundError
 from domain.model import ExecutionContext, RateLimitDecision
-
-# The shared fixtures, found by pytest as attributes of this module.
-open_client = shared.open_client
-fallbacks = shared.fallbacks
-make_gate = shared.make_gate
-make_cache = shared.make_cache
-url = shared.url
-raw = shared.raw
-store = shared.store
-clock = shared.clock
-kit = shared.kit
 
 FULL_CONTEXT = ExecutionContext(
     execution_id="exec-ü-1",

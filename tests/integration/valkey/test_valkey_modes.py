@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import test_valkey_adapters as shared
-from test_valkey_adapters import AT, Kit, ObservedVariables
+from adapter_kit import AT, Kit, ObservedVariables
 from valkey_servers import HOST, ValkeyCluster, ValkeySentinel, ValkeyServer
 
 from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
@@ -21,17 +20,6 @@ from adapters.valkey.rate_limiter import ValkeyRateLimiter
 from adapters.valkey.variables import ValkeyVariableCache
 from domain.errors import DeadlineExceededError
 from domain.model import Variable
-
-# The shared fixtures, found by pytest as attributes of this module.
-open_client = shared.open_client
-fallbacks = shared.fallbacks
-make_gate = shared.make_gate
-make_cache = shared.make_cache
-url = shared.url
-raw = shared.raw
-store = shared.store
-clock = shared.clock
-kit = shared.kit
 
 StartValkeyServer = Callable[..., ValkeyServer]
 PASSWORD = "s3cret/with:odd@chars"

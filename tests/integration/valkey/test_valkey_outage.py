@@ -12,9 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-import test_valkey_adapters as shared
+from adapter_kit import AT, LATER, Kit, ManualClock, eventually
 from fault_proxy import ThreadedFaultProxy
-from test_valkey_adapters import AT, LATER, Kit, ManualClock, eventually
 from valkey.exceptions import ValkeyError
 from valkey_servers import HOST, ValkeyServer
 
@@ -25,17 +24,6 @@ from adapters.valkey.executions import ValkeyExecutionCache
 from adapters.valkey.health import ValkeyHealthProbe
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
 from domain.model import ExecutionContext, Variable
-
-# The shared fixtures, found by pytest as attributes of this module.
-open_client = shared.open_client
-fallbacks = shared.fallbacks
-make_gate = shared.make_gate
-make_cache = shared.make_cache
-url = shared.url
-raw = shared.raw
-store = shared.store
-clock = shared.clock
-kit = shared.kit
 
 StartFaultProxy = Callable[..., ThreadedFaultProxy]
 StartValkeyServer = Callable[..., ValkeyServer]

@@ -23,8 +23,7 @@ from unittest.mock import ANY
 from urllib.parse import quote
 
 import pytest
-import test_valkey_service_processes as shared
-from test_valkey_service_processes import (
+from service_kit import (
     LIMIT,
     OUTAGE_ANSWER_BOUND,
     SECRET,
@@ -44,14 +43,6 @@ from test_valkey_service_processes import (
 )
 from valkey.cluster import ValkeyCluster as ClusterClient
 from valkey_servers import HOST, ValkeyCluster, ValkeySentinel, ValkeyServer
-
-# The shared fixtures, found by pytest as attributes of this module.
-store_path = shared.store_path
-cli_env = shared.cli_env
-new_execution = shared.new_execution
-store_value = shared.store_value
-service = shared.service
-
 
 # --- serve --workers N ---------------------------------------------------------------------
 

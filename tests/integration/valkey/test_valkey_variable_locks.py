@@ -12,8 +12,7 @@ import time
 from datetime import timedelta
 
 import pytest
-import test_valkey_adapters as shared
-from test_valkey_adapters import (
+from adapter_kit import (
     AT,
     LATER,
     TTL,
@@ -29,18 +28,6 @@ from adapters.valkey.client import ValkeyClient
 from adapters.valkey.variables import ValkeyVariableCache
 from domain.errors import DeadlineExceededError
 from domain.model import Variable
-
-# The shared fixtures, found by pytest as attributes of this module.
-open_client = shared.open_client
-fallbacks = shared.fallbacks
-make_gate = shared.make_gate
-make_cache = shared.make_cache
-url = shared.url
-raw = shared.raw
-store = shared.store
-clock = shared.clock
-cache = shared.cache
-replica = shared.replica
 
 # ------------------------------------------------------------------------------- lock
 
