@@ -11,8 +11,10 @@ from domain.model import (
     DependencyHealth,
     ExecutionContext,
     ExecutionOutcome,
+    IdempotencyRecord,
     Principal,
     RateLimitDecision,
+    StoredAnswer,
     ToolCall,
     ToolCallRecord,
     ToolResult,
@@ -118,6 +120,25 @@ class TokenIssuer(Protocol):
 class RateLimiter(Protocol):
     async def acquire(self, key: str) -> RateLimitDecision:
         """Take one request from `key`'s bucket, or say when the next one is allowed."""
+        ...
+
+
+class IdempotencyStore(Protocol):
+    """Answers kept under an Idempotency-Key, shared by every replica."""
+
+    async def begin(
+        self, scope: str, key: str, request_hash: str, ttl: float
+    ) -> IdempotencyRecord | None:
+        """Claim `key` for a request: None when this caller now owns it (the request should
+        run), else the record already there (running, or finished with its answer)."""
+        ...
+
+    async def complete(self, scope: str, key: str, answer: StoredAnswer, ttl: float) -> None:
+        """Keep the owner's answer for `ttl` seconds."""
+        ...
+
+    async def abandon(self, scope: str, key: str) -> None:
+        """Forget a claim whose request failed in a way a repeat may retry (a 5xx)."""
         ...
 
 

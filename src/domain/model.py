@@ -113,6 +113,22 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True):
     audit_events: int
 
 
+class StoredAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """An answer kept under an Idempotency-Key, replayed for a repeat of the same request."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class IdempotencyRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """What an Idempotency-Key holds: the request's fingerprint and, once it finished, its
+    answer (None while the first request is still running)."""
+
+    request_hash: str
+    answer: StoredAnswer | None = None
+
+
 class RateLimitDecision(msgspec.Struct, frozen=True, kw_only=True):
     """One request's verdict from a token bucket of `limit` requests refilled over a minute.
 

@@ -17,6 +17,8 @@ from litestar.enums import ScopeType
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from adapters.request_context import CURRENT_REQUEST_ID
+
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +55,7 @@ class ObservabilityMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope)
         scope["state"]["request_id"] = request_id
+        CURRENT_REQUEST_ID.set(request_id)
         status = 500
 
         async def send_observed(message: Message) -> None:
