@@ -5,25 +5,35 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 from dependency_injector import containers, providers
 from prometheus_client import CollectorRegistry, Counter
 
 from adapters.auth.jwt import JwtTokenCodec, SigningKey
+from adapters.backend_http.client import HttpBackendClient
+from adapters.backend_http.repositories import (
+    BackendExecutionRepository,
+    BackendHealthProbe,
+    BackendToolGateway,
+    BackendVariableRepository,
+)
 from adapters.clock import SystemClock
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
-from adapters.memory.tools import RecordingToolGateway
 from adapters.sqlite.audit import SqliteAuditLog
 from adapters.sqlite.executions import SqliteExecutionRepository
+from adapters.sqlite.idempotency import SqliteIdempotencyStore
 from adapters.sqlite.store import SqliteHealthProbe, SqliteStore
 from adapters.sqlite.tool_calls import SqliteToolCallLog
 from adapters.sqlite.variables import SqliteVariableRepository
+from adapters.tools.builtin import BuiltinToolGateway, BuiltinToolsConfig, EmailConfig
 from adapters.tools.logged import LoggedToolGateway
 from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
 from adapters.valkey.executions import ValkeyExecutionCache
 from adapters.valkey.gate import ValkeyGate
 from adapters.valkey.health import ValkeyHealthProbe
+from adapters.valkey.idempotency import ValkeyIdempotencyStore
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
 from adapters.valkey.variables import ValkeyVariableCache
 from application.audit import AuditRecorder
@@ -61,14 +71,46 @@ def audit_key(settings: Settings) -> bytes:
 
 
 def system_of_record(settings: Settings) -> str:
-    # Refused rather than ignored: a service that silently kept its state in-process while
-    # the operator configured shared state would break the guarantees of SPEC section 7.
-    if settings.backend.url:
-        raise ValueError(
-            "backend.url is set, but this build cannot talk to a Cronium backend yet; "
-            "unset BACKEND_URL to run on the embedded store"
+    """ "backend" with `backend.url` (the Cronium backend holds executions and variables),
+    else "embedded" (the local store does)."""
+    return "backend" if settings.backend.url else "embedded"
+
+
+def builtin_tools_config(settings: Settings) -> BuiltinToolsConfig:
+    tools = settings.tools
+    email = tools.email
+    return BuiltinToolsConfig(
+        webhook_url=tools.webhook.url,
+        slack_webhook_url=tools.slack.webhook_url,
+        discord_webhook_url=tools.discord.webhook_url,
+        email=EmailConfig(
+            host=email.host,
+            port=email.port,
+            username=email.username,
+            password=email.password,
+            from_address=email.from_address,
+            starttls=email.starttls,
         )
-    return "embedded"
+        if email.host
+        else None,
+        timeout=tools.timeout,
+        dry_run=tools.dry_run,
+    )
+
+
+async def opened(resource: Callable[[], _Opens], wanted: bool) -> AsyncIterator[None]:
+    """Opens an adapter that holds a session (the backend client, the built-in tools) with
+    the container's resources and closes it with them; takes the provider, so that nothing
+    is built where it is not `wanted`."""
+    if not wanted:
+        yield None
+        return
+    adapter = resource()
+    await adapter.open()
+    try:
+        yield None
+    finally:
+        await adapter.close()
 
 
 def shared_state(settings: Settings) -> str:
@@ -126,6 +168,12 @@ async def store_lifecycle(store: SqliteStore) -> AsyncIterator[SqliteStore]:
         await store.close()
 
 
+class _Opens(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
 
@@ -154,13 +202,38 @@ class Container(containers.DeclarativeContainer):
     store = providers.Singleton(SqliteStore, settings.provided.store.path)
     store_resource = providers.Resource(store_lifecycle, store)
 
+    # The Cronium backend, when configured: one session per process.
+    backend_client = providers.Singleton(
+        HttpBackendClient,
+        base_url=settings.provided.backend.url,
+        token=settings.provided.backend.token,
+        timeout=settings.provided.backend.timeout,
+        max_retries=settings.provided.backend.max_retries,
+        retry_delay=settings.provided.backend.retry_delay,
+        breaker_failures=settings.provided.backend.breaker_failures,
+        breaker_cooldown=settings.provided.backend.breaker_cooldown,
+        registry=metrics_registry,
+    )
+    backend_resource = providers.Resource(
+        opened,
+        backend_client.provider,
+        providers.Callable(lambda s: s.backend.url is not None, settings),
+    )
+
     stored_executions = providers.Selector(
-        mode, embedded=providers.Singleton(SqliteExecutionRepository, store, clock=clock)
+        mode,
+        embedded=providers.Singleton(SqliteExecutionRepository, store, clock=clock),
+        backend=providers.Singleton(BackendExecutionRepository, backend_client, clock=clock),
     )
     stored_variables = providers.Selector(
-        mode, embedded=providers.Singleton(SqliteVariableRepository, store)
+        mode,
+        embedded=providers.Singleton(SqliteVariableRepository, store),
+        backend=providers.Singleton(BackendVariableRepository, backend_client),
     )
-    execution_catalog = providers.Selector(mode, embedded=stored_executions)
+    # Only the embedded store creates executions; the backend's come from the orchestrator.
+    execution_catalog = providers.Selector(
+        mode, embedded=stored_executions, backend=providers.Object(None)
+    )
     execution_repository = providers.Selector(
         sharing,
         process=stored_executions,
@@ -191,13 +264,26 @@ class Container(containers.DeclarativeContainer):
         valkey_lifecycle, settings, valkey_client.provider, variable_repository.provider
     )
     tool_call_log = providers.Singleton(SqliteToolCallLog, store)
-    # Built-in tools arrive with the backend issue; until then every action is accepted,
-    # sent nowhere, and kept in the store.
-    tool_gateway = providers.Singleton(
-        LoggedToolGateway,
-        inner=providers.Singleton(RecordingToolGateway),
-        log=tool_call_log,
-        clock=clock,
+    builtin_tools = providers.Singleton(
+        BuiltinToolGateway, providers.Callable(builtin_tools_config, settings)
+    )
+    builtin_tools_resource = providers.Resource(
+        opened,
+        builtin_tools.provider,
+        providers.Callable(lambda s: s.tools.mode == "builtin", settings),
+    )
+    tools_by_mode = providers.Selector(
+        settings.provided.tools.mode,
+        builtin=builtin_tools,
+        backend=providers.Singleton(BackendToolGateway, backend_client),
+    )
+    # In embedded mode every tool call is also kept in the store, for `ReportExecution`.
+    tool_gateway = providers.Selector(
+        mode,
+        embedded=providers.Singleton(
+            LoggedToolGateway, inner=tools_by_mode, log=tool_call_log, clock=clock
+        ),
+        backend=tools_by_mode,
     )
     audit_log = providers.Singleton(SqliteAuditLog, store)
     audit_trail = audit_log
@@ -214,6 +300,20 @@ class Container(containers.DeclarativeContainer):
             lambda auth: (auth.audience,) if auth.audience else (), settings.provided.auth
         ),
     )
+    # Idempotency-Key answers: in Valkey when configured (shared by every replica, with the
+    # local store standing in while Valkey is away), else in the local store.
+    local_idempotency_store = providers.Singleton(SqliteIdempotencyStore, store)
+    idempotency_store = providers.Selector(
+        sharing,
+        process=local_idempotency_store,
+        valkey=providers.Singleton(
+            ValkeyIdempotencyStore,
+            client=valkey_client,
+            gate=valkey_gate,
+            fallback=local_idempotency_store,
+        ),
+    )
+
     local_rate_limiter = providers.Singleton(
         InProcessRateLimiter, limit_per_minute=settings.provided.security.rate_limit_per_min
     )
@@ -229,7 +329,11 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     health_probes = providers.List(
-        providers.Singleton(SqliteHealthProbe, store, name="store"),
+        providers.Selector(
+            mode,
+            embedded=providers.Singleton(SqliteHealthProbe, store, name="store"),
+            backend=providers.Singleton(BackendHealthProbe, backend_client),
+        ),
         providers.Selector(
             sharing,
             process=providers.Singleton(StaticHealthProbe, "valkey", "disabled"),
@@ -270,6 +374,7 @@ class Container(containers.DeclarativeContainer):
 
 
 ADAPTERS = (
+    "idempotency_store",
     "execution_repository",
     "variable_repository",
     "tool_gateway",

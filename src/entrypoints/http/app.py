@@ -24,6 +24,7 @@ from entrypoints.http.errors import (
     handle_unexpected_error,
 )
 from entrypoints.http.health import health, metrics, readiness
+from entrypoints.http.idempotency import IdempotencyMiddleware
 from entrypoints.http.observability import ObservabilityMiddleware
 from entrypoints.http.routes import ExecutionController, execute_tool_action, variable_key
 from entrypoints.logs import configure_logging
@@ -54,9 +55,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         limiter=container.rate_limiter(),
         audit=container.audit(),
     )
+    # After authentication: the key is scoped to the token's execution.
+    idempotency = IdempotencyMiddleware(container.idempotency_store(), settings.idempotency.ttl)
     app = Litestar(
         route_handlers=[ExecutionController, execute_tool_action, health, readiness, metrics],
-        middleware=[script_auth],
+        middleware=[script_auth, idempotency],
         dependencies={
             "context": Provide(provide_request_context, sync_to_thread=False),
             "variable_key": Provide(variable_key, sync_to_thread=False),

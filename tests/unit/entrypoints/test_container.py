@@ -2,10 +2,14 @@ import hashlib
 import hmac
 from pathlib import Path
 
-import pytest
-
+from adapters.backend_http.repositories import (
+    BackendExecutionRepository,
+    BackendToolGateway,
+    BackendVariableRepository,
+)
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.variables import SqliteVariableRepository
+from adapters.tools.logged import LoggedToolGateway
 from adapters.valkey.executions import ValkeyExecutionCache
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
 from adapters.valkey.variables import ValkeyVariableCache
@@ -30,11 +34,21 @@ def test_the_embedded_defaults_keep_everything_in_the_local_store(tmp_path):
     assert container.store().path == tmp_path / ".local/share/cronium-runtime/runtime.db"
 
 
-def test_a_configured_backend_stops_start_up_until_its_adapter_exists(tmp_path):
+def test_a_configured_backend_is_the_system_of_record_and_runs_the_tools(tmp_path):
     settings = settings_for(tmp_path, BACKEND_URL="http://127.0.0.1:5001", BACKEND_TOKEN="t")
+    container = Container(settings=settings)
 
-    with pytest.raises(ValueError, match=r"backend\.url is set"):
-        create_app(container=Container(settings=settings))
+    assert isinstance(container.execution_repository(), BackendExecutionRepository)
+    assert isinstance(container.variable_repository(), BackendVariableRepository)
+    assert isinstance(container.tool_gateway(), BackendToolGateway)
+    assert container.execution_catalog() is None
+    assert "backend" in [probe.name for probe in container.health_probes()]
+
+
+def test_without_a_backend_the_builtin_tools_run_and_every_call_is_kept(tmp_path):
+    gateway = Container(settings=settings_for(tmp_path)).tool_gateway()
+
+    assert isinstance(gateway, LoggedToolGateway)
 
 
 def test_a_configured_valkey_puts_its_cache_and_limiter_in_front_of_the_store(tmp_path):
