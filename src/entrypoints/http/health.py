@@ -18,8 +18,11 @@ from entrypoints.http.schemas import CheckOut, Health, Readiness
 from entrypoints.version import VERSION
 
 PROBE_TIMEOUT = 2.0
-# Without these the service cannot answer any script; the others only make it degraded.
-ESSENTIAL = frozenset({"store", "backend"})
+# Without the embedded store the service cannot answer any script. A backend outage only
+# degrades it: cached reads are still served stale, built-in tools still run, and every
+# replica shares the outage, so taking them all out of the load balancer would turn
+# answered 503s into refused connections.
+ESSENTIAL = frozenset({"store"})
 
 
 @get("/health", opt={PUBLIC: True}, tags=["health"], summary="Liveness: the process answers")

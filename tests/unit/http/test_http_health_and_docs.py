@@ -115,13 +115,13 @@ def test_readiness_status_follows_the_probes(
             assert "error" not in check
 
 
-def test_readiness_with_a_backend_probe_down_is_unavailable(make_api: MakeApi):
+def test_readiness_with_the_backend_down_is_degraded_not_unavailable(make_api: MakeApi):
     api = make_api(probes=[FixedHealthProbe("backend", "down"), FixedHealthProbe("audit")])
 
     response = api.client.get("/health/ready")
 
-    assert response.status_code == 503
-    assert response.json()["status"] == "unavailable"
+    assert response.status_code == 200
+    assert response.json()["status"] == "degraded"
 
 
 def test_a_probe_that_does_not_answer_in_time_is_reported_down(
