@@ -54,12 +54,13 @@ def create_client(options: ValkeyOptions) -> ValkeyClient:
     if options.mode == "sentinel":
         return _sentinel_primary(options, common)
     # A blocking pool: more concurrent commands than pool_size wait for a connection
-    # (within command_timeout) rather than fail as if Valkey were down.
+    # rather than fail as if Valkey were down. Getting a connection is bounded like making
+    # one (connect_timeout): waiting for a busy pool is this process's load, not Valkey's.
     pool = BlockingConnectionPool.from_url(
         options.url,
         db=options.db,
         max_connections=options.pool_size,
-        timeout=options.command_timeout,
+        timeout=options.connect_timeout,
         **common,
     )
     standalone: Valkey = Valkey.from_pool(pool)
@@ -108,6 +109,6 @@ def _sentinel_primary(options: ValkeyOptions, common: dict[str, Any]) -> Valkey:
         connection_pool_class=_BlockingSentinelPool,
         db=database,
         max_connections=options.pool_size,
-        timeout=options.command_timeout,
+        timeout=options.connect_timeout,
     )
     return primary

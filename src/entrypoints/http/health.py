@@ -18,11 +18,6 @@ from entrypoints.http.schemas import CheckOut, Health, Readiness
 from entrypoints.version import VERSION
 
 PROBE_TIMEOUT = 2.0
-# Without the embedded store the service cannot answer any script. A backend outage only
-# degrades it: cached reads are still served stale, built-in tools still run, and every
-# replica shares the outage, so taking them all out of the load balancer would turn
-# answered 503s into refused connections.
-ESSENTIAL = frozenset({"store"})
 
 
 @get("/health", opt={PUBLIC: True}, tags=["health"], summary="Liveness: the process answers")
@@ -47,9 +42,7 @@ async def readiness(
         )
     )
     status: Literal["ready", "degraded", "unavailable"] = "ready"
-    if not request.app.state.get("serving", False) or any(
-        checks[name].status == "down" for name in ESSENTIAL & checks.keys()
-    ):
+    if not request.app.state.get("serving", False) or _cannot_serve(checks):
         status = "unavailable"
     elif any(check.status == "down" for check in checks.values()):
         status = "degraded"
@@ -70,6 +63,19 @@ async def metrics(metrics_registry: NamedDependency[CollectorRegistry]) -> Respo
     return Response(
         generate_latest(metrics_registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
+
+
+def _cannot_serve(checks: dict[str, CheckOut]) -> bool:
+    """Whether no script request can be answered: the embedded store is down, or the
+    backend is down with no Valkey up to serve cached reads. A backend outage with Valkey up
+    only degrades the service (cached reads are served stale), and pulling every replica
+    out of the load balancer for it would turn answered 503s into refused connections."""
+
+    def down(name: str) -> bool:
+        return name in checks and checks[name].status == "down"
+
+    valkey_up = "valkey" in checks and checks["valkey"].status == "up"
+    return down("store") or (down("backend") and not valkey_up)
 
 
 async def _timed_check(probe: HealthProbe) -> CheckOut:

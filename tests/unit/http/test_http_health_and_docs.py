@@ -115,8 +115,23 @@ def test_readiness_status_follows_the_probes(
             assert "error" not in check
 
 
-def test_readiness_with_the_backend_down_is_degraded_not_unavailable(make_api: MakeApi):
+def test_readiness_with_the_backend_down_and_no_cache_is_unavailable(make_api: MakeApi):
     api = make_api(probes=[FixedHealthProbe("backend", "down"), FixedHealthProbe("audit")])
+
+    response = api.client.get("/health/ready")
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+
+
+def test_readiness_with_the_backend_down_and_valkey_up_is_degraded(make_api: MakeApi):
+    api = make_api(
+        probes=[
+            FixedHealthProbe("backend", "down"),
+            FixedHealthProbe("valkey"),
+            FixedHealthProbe("audit"),
+        ]
+    )
 
     response = api.client.get("/health/ready")
 
