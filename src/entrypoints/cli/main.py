@@ -63,6 +63,45 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("key")
     setting.add_argument("value", help="the value as JSON, such as 42 or '\"text\"'")
     variable_commands.add_parser("delete", help="remove the variable").add_argument("key")
+
+    running = commands.add_parser(
+        "run",
+        help="run COMMAND against a local runtime and report what it did",
+        usage="cronium-runtime run [options] -- COMMAND...",
+    )
+    given = running.add_mutually_exclusive_group()
+    given.add_argument("--input", help="the execution's input, as JSON")
+    given.add_argument("--input-file", help="a file holding the input as JSON (- for stdin)")
+    running.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="write a variable before the command starts (it persists); repeatable",
+    )
+    running.add_argument("--event-name", help="the event's name (default: local)")
+    running.add_argument("--event-type", help="the event's type (default: SCRIPT)")
+    tools = running.add_mutually_exclusive_group()
+    tools.add_argument(
+        "--dry-run-tools",
+        dest="send_tools",
+        action="store_false",
+        help="answer tool actions without sending anything (the default)",
+    )
+    tools.add_argument(
+        "--send-tools",
+        dest="send_tools",
+        action="store_true",
+        help="send tool actions through the configured built-in tools",
+    )
+    running.set_defaults(send_tools=False)
+    running.add_argument("--state", metavar="DIR", help="the store folder (default: store.path)")
+    running.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON summary on stdout; the command's output on stderr",
+    )
+    running.add_argument("run_command", nargs=argparse.REMAINDER, help="-- COMMAND...")
     return parser
 
 
@@ -84,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "token": _token,
             "executions": _create_execution,
             "vars": _variables,
+            "run": _run,
         }[args.command]
         return run(args)
     except UsageError as error:
@@ -145,6 +185,41 @@ def _variables(args: argparse.Namespace) -> int:
             raise UsageError(f"{error} (quote text as JSON: '\"text\"')") from None
     key, as_json = getattr(args, "key", None), getattr(args, "json", False)
     return _print(variables(load_settings(), args.action, key, value, as_json))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from entrypoints.cli.local import parse_json, read_input
+    from entrypoints.cli.run import RunOptions, run
+
+    command = list(args.run_command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("run: no command given (cronium-runtime run [options] -- COMMAND...)")
+    variables = []
+    for item in args.var:
+        key, equals, text = item.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--var {item!r}: expected KEY=JSON")
+        try:
+            variables.append((key, parse_json(text, f"--var {key}")))
+        except ValueError as error:
+            raise UsageError(f"{error} (quote text as JSON: '\"text\"')") from None
+    try:
+        input_value = read_input(args.input, args.input_file)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    options = RunOptions(
+        command=command,
+        input_value=input_value,
+        variables=variables,
+        event_name=args.event_name,
+        event_type=args.event_type,
+        send_tools=args.send_tools,
+        state=args.state,
+        as_json=args.json,
+    )
+    return run(options)
 
 
 def _token(args: argparse.Namespace) -> int:

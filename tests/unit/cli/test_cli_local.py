@@ -21,7 +21,6 @@ import pytest
 from test_cli_main import (
     STRONG_SECRET,
     claims_of,
-    clean_environment,  # noqa: F401 (an autouse fixture: this module's tests use it too)
     dev_secret_file,
     one_line_on_stderr,
     verify,
