@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, base_environment, cli_command
+from processes import REPO, base_environment, cli_command
 
 TIMEOUT = 15.0
 KEYS = {

