@@ -130,7 +130,8 @@ def parse_json(text: str, what: str) -> Any:
         raise ValueError(f"{what} is not JSON: {error}") from None
 
 
-def _cli_context(settings: Settings) -> RequestContext:
+def cli_context(settings: Settings) -> RequestContext:
+    """The context of a command-line operation: the CLI acts as the execution `cli`."""
     return RequestContext(
         principal=Principal(execution_id=CLI_EXECUTION_ID, user_id=settings.embedded.user_id),
         request_id=f"cli-{uuid.uuid4().hex}",
@@ -142,7 +143,7 @@ def variables(settings: Settings, action: str, key: str | None, value: Any, as_j
     """`vars list|get|set|delete` for the local user; the text to print."""
     require_embedded(settings, "vars")
     settings, _ = with_development_secret(settings)
-    context, execution_id = _cli_context(settings), CLI_EXECUTION_ID
+    context, execution_id = cli_context(settings), CLI_EXECUTION_ID
 
     async def work(container: Container) -> str:
         if action == "list":

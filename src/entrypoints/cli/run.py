@@ -30,7 +30,6 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,8 +40,8 @@ import uvicorn
 from application.create_execution import CreateExecutionCommand
 from application.report_execution import ReportExecutionCommand
 from application.set_variable import SetVariableCommand
-from domain.model import ExecutionReport, Principal, RequestContext, ToolResult
-from entrypoints.cli.local import CLI_EXECUTION_ID, CommandError, require_embedded
+from domain.model import ExecutionReport, Principal, ToolResult
+from entrypoints.cli.local import CLI_EXECUTION_ID, CommandError, cli_context, require_embedded
 from entrypoints.container import Container
 from entrypoints.dev_secret import with_development_secret
 from entrypoints.http.app import create_app
@@ -96,9 +95,6 @@ class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
-
-    def install_signal_handlers(self) -> None:  # older uvicorn versions
-        return None
 
 
 class _Counting:
@@ -175,11 +171,7 @@ class _Runner:
     async def _run(self, container: Container, port: int) -> int:
         options, settings = self.options, self.settings
         user_id = settings.embedded.user_id
-        cli = RequestContext(
-            principal=Principal(execution_id=CLI_EXECUTION_ID, user_id=user_id),
-            request_id=f"cli-{uuid.uuid4().hex}",
-            client_address="cli",
-        )
+        cli = cli_context(settings)
         for key, value in options.variables:
             await container.set_variable().execute(
                 SetVariableCommand(context=cli, execution_id=CLI_EXECUTION_ID, key=key, value=value)
