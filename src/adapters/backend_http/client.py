@@ -19,7 +19,6 @@ from adapters.request_context import CURRENT_REQUEST_ID
 from domain.errors import BackendAuthFailedError, BackendError, BackendUnavailableError
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
-_STATE_NAMES = {CLOSED: "closed", HALF_OPEN: "half-open", OPEN: "open"}
 
 
 class ToolOutcomeUnknown(Exception):
@@ -414,9 +413,6 @@ class HttpBackendClient:
     def _set_state(self, state: int) -> None:
         self._state = state
         self._metrics.state(state)
-
-    def describe(self) -> str:
-        return _STATE_NAMES[self.breaker_state]
 
 
 async def _mark_sent(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from adapters.valkey.client import ValkeyClient
+from adapters.valkey.freshness import Freshness
 from adapters.valkey.gate import UNAVAILABLE, ValkeyGate
 from application.ports import ExecutionRepository
 from domain.errors import DependencyError
@@ -44,11 +45,8 @@ class ValkeyExecutionCache(ExecutionRepository):
         self._inner = inner
         self._client = client
         self._gate = gate
-        self._ttl = ttl
-        self._stale_window = stale_window
-        self._keep_ms = max(1, round((ttl + stale_window) * 1000))
+        self._freshness = Freshness(ttl=ttl, stale_window=stale_window, clock=clock)
         self._prefix = prefix
-        self._clock = clock
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(CachedContext)
 
@@ -58,13 +56,12 @@ class ValkeyExecutionCache(ExecutionRepository):
     async def get_context(self, execution_id: str) -> ExecutionContext:
         key = self.context_key(execution_id)
         entry = await self._cached(key)
-        age = self._clock() - entry.cached_at if entry is not None else None
-        if entry is not None and age is not None and age < self._ttl:
+        if entry is not None and self._freshness.fresh(entry.cached_at):
             return entry.context
         try:
             context = await self._inner.get_context(execution_id)
         except DependencyError:
-            if entry is not None and age is not None and age < self._ttl + self._stale_window:
+            if entry is not None and self._freshness.servable_stale(entry.cached_at):
                 return entry.context
             raise
         await self._fill(key, context)
@@ -96,8 +93,10 @@ class ValkeyExecutionCache(ExecutionRepository):
     async def _fill(self, key: str, context: ExecutionContext) -> None:
         if not self._gate.open:
             return
-        entry = self._encoder.encode(CachedContext(context=context, cached_at=self._clock()))
+        entry = self._encoder.encode(
+            CachedContext(context=context, cached_at=self._freshness.clock())
+        )
         try:
-            await self._client.set(key, entry, px=self._keep_ms)
+            await self._client.set(key, entry, px=self._freshness.keep_ms)
         except UNAVAILABLE as error:
             self._gate.failed("fill_context", error)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from adapters.valkey.client import ValkeyClient
+from adapters.valkey.freshness import Freshness
 from adapters.valkey.gate import UNAVAILABLE, ValkeyGate
 from application.ports import VariableRepository
 from domain.errors import DeadlineExceededError, DependencyError
@@ -107,13 +108,10 @@ class ValkeyVariableCache(VariableRepository):
         self._inner = inner
         self._client = client
         self._gate = gate
-        self._ttl = ttl
-        self._keep_ms = max(1, round((ttl + stale_window) * 1000))
-        self._stale_window = stale_window
+        self._freshness = Freshness(ttl=ttl, stale_window=stale_window, clock=clock)
         self._lock_ttl_ms = max(1, round(lock_ttl * 1000))
         self._lock_wait = lock_wait
         self._prefix = prefix
-        self._clock = clock
         # valkey-py types register_script for its standalone client only; its cluster client
         # has the same method and routes the scripts by their keys.
         self._fill_script = client.register_script(_FILL)  # type: ignore[misc]
@@ -133,13 +131,12 @@ class ValkeyVariableCache(VariableRepository):
     async def get(self, user_id: str, key: str) -> Variable | None:
         value_key = self.value_key(user_id, key)
         raw, entry = await self._cached(value_key)
-        age = self._clock() - entry.cached_at if entry is not None else None
-        if entry is not None and age is not None and age < self._ttl:
+        if entry is not None and self._freshness.fresh(entry.cached_at):
             return entry.variable(key)
         try:
             variable = await self._inner.get(user_id, key)
         except DependencyError:
-            if entry is not None and age is not None and age < self._ttl + self._stale_window:
+            if entry is not None and self._freshness.servable_stale(entry.cached_at):
                 return entry.variable(key)
             raise
         await self._fill(user_id, key, variable, seen=raw)
@@ -194,7 +191,7 @@ class ValkeyVariableCache(VariableRepository):
         expected = hashlib.sha1(seen).hexdigest() if seen is not None else ""  # noqa: S324
         try:
             await self._fill_script(
-                keys=keys, args=[self._entry(variable), self._keep_ms, expected]
+                keys=keys, args=[self._entry(variable), self._freshness.keep_ms, expected]
             )
         except UNAVAILABLE as error:
             self._gate.failed("fill", error)
@@ -210,7 +207,7 @@ class ValkeyVariableCache(VariableRepository):
         try:
             await self._store_script(
                 keys=[value_key, self.lock_key(user_id, key)],
-                args=[self._entry(variable), self._keep_ms, token],
+                args=[self._entry(variable), self._freshness.keep_ms, token],
             )
         except UNAVAILABLE as error:
             self._gate.failed("set", error)
@@ -291,12 +288,13 @@ class ValkeyVariableCache(VariableRepository):
             pause = min(pause * 2, 2.0)
 
     def _entry(self, variable: Variable | None) -> bytes:
+        now = self._freshness.clock()
         if variable is None:
-            return self._encoder.encode(CachedVariable(exists=False, cached_at=self._clock()))
+            return self._encoder.encode(CachedVariable(exists=False, cached_at=now))
         return self._encoder.encode(
             CachedVariable(
                 exists=True,
-                cached_at=self._clock(),
+                cached_at=now,
                 value=variable.value,
                 updated_at=variable.updated_at,
             )
