@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +45,55 @@ class AuditRecorder:
         tool: str | None = None,
         tool_action: str | None = None,
     ) -> AsyncIterator[AuditedOperation]:
+        principal = context.principal
+
+        def details(operation: AuditedOperation) -> AuditDetails:
+            fingerprint = (
+                None if operation.value is _NO_VALUE else value_hmac(self._key, operation.value)
+            )
+            return AuditDetails(
+                outcome=operation.outcome,
+                user_id=principal.user_id,
+                event_id=principal.event_id,
+                job_id=principal.job_id,
+                request_id=context.request_id,
+                client_address=context.client_address,
+                key=key,
+                tool=tool,
+                tool_action=tool_action,
+                value_hmac=fingerprint,
+            )
+
+        async with self._recorded(principal.execution_id, action, details) as operation:
+            yield operation
+
+    @asynccontextmanager
+    async def service_operation(
+        self,
+        *,
+        execution_id: str,
+        action: AuditAction,
+        request_id: str,
+        client_address: str | None,
+    ) -> AsyncIterator[AuditedOperation]:
+        """An operation the service's peers ask for (the internal API), about an execution
+        and on behalf of no user: the event carries no claims."""
+
+        def details(operation: AuditedOperation) -> AuditDetails:
+            return AuditDetails(
+                outcome=operation.outcome, request_id=request_id, client_address=client_address
+            )
+
+        async with self._recorded(execution_id, action, details) as operation:
+            yield operation
+
+    @asynccontextmanager
+    async def _recorded(
+        self,
+        execution_id: str,
+        action: AuditAction,
+        details: Callable[[AuditedOperation], AuditDetails],
+    ) -> AsyncIterator[AuditedOperation]:
         operation = AuditedOperation()
         try:
             yield operation
@@ -58,29 +107,13 @@ class AuditRecorder:
             operation.outcome = "CANCELLED"
             raise
         finally:
-            fingerprint = (
-                None if operation.value is _NO_VALUE else value_hmac(self._key, operation.value)
-            )
-            principal = context.principal
-            details = AuditDetails(
-                outcome=operation.outcome,
-                user_id=principal.user_id,
-                event_id=principal.event_id,
-                job_id=principal.job_id,
-                request_id=context.request_id,
-                client_address=context.client_address,
-                key=key,
-                tool=tool,
-                tool_action=tool_action,
-                value_hmac=fingerprint,
-            )
             await self._log.record(
                 AuditEvent(
                     id=str(uuid.uuid4()),
-                    execution_id=principal.execution_id,
+                    execution_id=execution_id,
                     action=action,
                     timestamp=self._clock.now(),
-                    details=details,
+                    details=details(operation),
                 )
             )
 

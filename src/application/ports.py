@@ -117,6 +117,17 @@ class TokenIssuer(Protocol):
         ...
 
 
+class RevocationList(Protocol):
+    """Executions whose tokens are refused, on every process, until they could have expired."""
+
+    async def revoke(self, execution_id: str, ttl: float) -> None:
+        """Refuse the execution's tokens for the next `ttl` seconds (never shortening an
+        earlier revocation)."""
+        ...
+
+    async def is_revoked(self, execution_id: str) -> bool: ...
+
+
 class RateLimiter(Protocol):
     async def acquire(self, key: str) -> RateLimitDecision:
         """Take one request from `key`'s bucket, or say when the next one is allowed."""

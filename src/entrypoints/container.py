@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from dependency_injector import containers, providers
+from loguru import logger
 from prometheus_client import CollectorRegistry, Counter
 
+from adapters.auth.cache import CachedTokenVerifier
 from adapters.auth.jwt import JwtTokenCodec, SigningKey
 from adapters.backend_http.client import HttpBackendClient
 from adapters.backend_http.repositories import (
@@ -21,9 +23,11 @@ from adapters.backend_http.repositories import (
 from adapters.clock import SystemClock
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
+from adapters.memory.revocations import CachedRevocationList
 from adapters.sqlite.audit import SqliteAuditLog
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
+from adapters.sqlite.revocations import SqliteRevocationList
 from adapters.sqlite.store import SqliteHealthProbe, SqliteStore
 from adapters.sqlite.tool_calls import SqliteToolCallLog
 from adapters.sqlite.variables import SqliteVariableRepository
@@ -35,6 +39,7 @@ from adapters.valkey.gate import ValkeyGate
 from adapters.valkey.health import ValkeyHealthProbe
 from adapters.valkey.idempotency import ValkeyIdempotencyStore
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
+from adapters.valkey.revocations import ValkeyRevocationFeed
 from adapters.valkey.variables import ValkeyVariableCache
 from application.audit import AuditRecorder
 from application.create_execution import CreateExecution
@@ -45,6 +50,7 @@ from application.get_variable import GetVariable
 from application.list_variables import ListVariables
 from application.ports import VariableRepository
 from application.report_execution import ReportExecution
+from application.revoke_execution import RevokeExecution
 from application.run_tool_action import RunToolAction
 from application.set_condition import SetCondition
 from application.set_output import SetOutput
@@ -157,6 +163,18 @@ async def valkey_lifecycle(
 
 def counting(counter: Counter) -> Callable[[str], None]:
     return lambda operation: counter.labels(operation).inc()
+
+
+def counting_each(counter: Counter) -> Callable[[], None]:
+    return counter.inc
+
+
+def report_revocation_refresh_error(error: BaseException) -> None:
+    logger.warning(
+        "the revocation list could not be refreshed; revocations made by other processes"
+        " arrive once it can be ({error})",
+        error=f"{type(error).__name__}: {error}",
+    )
 
 
 async def store_lifecycle(store: SqliteStore) -> AsyncIterator[SqliteStore]:
@@ -300,6 +318,46 @@ class Container(containers.DeclarativeContainer):
             lambda auth: (auth.audience,) if auth.audience else (), settings.provided.auth
         ),
     )
+    token_verifications = providers.Singleton(
+        Counter,
+        "cronium_runtime_token_verifications",
+        "Token signatures checked: requests whose token was not in the verified-token cache.",
+        registry=metrics_registry,
+    )
+    # What the edge asks; the codec itself mints the CLI's tokens.
+    token_verifier = providers.Singleton(
+        CachedTokenVerifier,
+        token_codec,
+        on_verification=providers.Callable(counting_each, token_verifications),
+    )
+    auth_failures = providers.Singleton(
+        Counter,
+        "cronium_runtime_auth_failures",
+        "Requests refused at authentication (401), by code.",
+        ["code"],
+        registry=metrics_registry,
+    )
+    # Revocations: every process keeps a copy, refreshed every `auth.revocationRefresh`
+    # from Valkey when configured (the local store standing in while it is away), else from
+    # the local store.
+    local_revocations = providers.Singleton(SqliteRevocationList, store)
+    revocation_feed = providers.Selector(
+        sharing,
+        process=local_revocations,
+        valkey=providers.Singleton(
+            ValkeyRevocationFeed,
+            client=valkey_client,
+            gate=valkey_gate,
+            local=local_revocations,
+            keep_for=settings.provided.auth.max_token_lifetime,
+        ),
+    )
+    revocations = providers.Singleton(
+        CachedRevocationList,
+        revocation_feed,
+        refresh=settings.provided.auth.revocation_refresh,
+        on_refresh_error=report_revocation_refresh_error,
+    )
     # Idempotency-Key answers: in Valkey when configured (shared by every replica, with the
     # local store standing in while Valkey is away), else in the local store.
     local_idempotency_store = providers.Singleton(SqliteIdempotencyStore, store)
@@ -371,6 +429,12 @@ class Container(containers.DeclarativeContainer):
         tool_calls=tool_call_log,
         audit=audit_trail,
     )
+    revoke_execution = providers.Factory(
+        RevokeExecution,
+        revocations=revocations,
+        audit=audit,
+        keep_for=settings.provided.auth.max_token_lifetime,
+    )
 
 
 ADAPTERS = (
@@ -380,6 +444,8 @@ ADAPTERS = (
     "tool_gateway",
     "audit",
     "token_codec",
+    "token_verifier",
+    "revocations",
     "rate_limiter",
     "health_probes",
 )
@@ -393,4 +459,5 @@ USE_CASES = (
     "set_condition",
     "get_context",
     "run_tool_action",
+    "revoke_execution",
 )

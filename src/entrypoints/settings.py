@@ -7,7 +7,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -111,6 +111,7 @@ class AuthSettings(_SettingsStruct, frozen=True, kw_only=True):
     allow_weak_secret: bool
     internal_token: str | None
     max_token_lifetime: float
+    revocation_refresh: float
     token_expiration: float
 
     @property
@@ -630,6 +631,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("auth.allowWeakSecret", "ALLOW_WEAK_SECRET", _boolean, False),
     Setting("auth.internalToken", "INTERNAL_TOKEN", _text, _BACKEND_TOKEN, secret=True),
     Setting("auth.maxTokenLifetime", "MAX_TOKEN_LIFETIME", _SPAN, "24h"),
+    Setting("auth.revocationRefresh", "REVOCATION_REFRESH", _SPAN, "500ms"),
     Setting("auth.tokenExpiration", "TOKEN_EXPIRATION", _SPAN, "1h"),
     Setting("store.path", "STORE_PATH", _path, _DATA_FOLDER),
     Setting("embedded.userId", "EMBEDDED_USER_ID", _text, "local"),
@@ -903,19 +905,36 @@ def _check(values: Mapping[str, Any], labels: Mapping[str, str]) -> None:
 
 
 def _check_strength(values: Mapping[str, Any], labels: Mapping[str, str]) -> None:
+    for setting, which, size in _weak_secrets(values["auth.jwtSecret"], values["auth.jwtSecrets"]):
+        raise SettingsError(
+            f"{labels[setting]}: {which} is {size} bytes, shorter than"
+            f" {_MIN_SECRET_BYTES} (auth.allowWeakSecret / ALLOW_WEAK_SECRET accepts it)"
+        )
+
+
+def weak_secrets(auth: AuthSettings) -> list[str]:
+    """The configured JWT secrets shorter than 32 bytes, each named by its setting and kid
+    or position (never shown), as `auth.allowWeakSecret` lets them through."""
+    return [
+        f"{which} of {setting} is {size} bytes"
+        for setting, which, size in _weak_secrets(auth.jwt_secret, auth.jwt_secrets)
+    ]
+
+
+def _weak_secrets(
+    jwt_secret: str | None, jwt_secrets: tuple[SigningKey, ...]
+) -> Iterator[tuple[str, str, int]]:
+    """(setting, which secret, its size in bytes) of each secret shorter than 32 bytes."""
     named: list[tuple[str, str, str]] = []
-    if values["auth.jwtSecret"]:
-        named.append(("auth.jwtSecret", "the secret", values["auth.jwtSecret"]))
-    for number, key in enumerate(values["auth.jwtSecrets"], start=1):
+    if jwt_secret:
+        named.append(("auth.jwtSecret", "the secret", jwt_secret))
+    for number, key in enumerate(jwt_secrets, start=1):
         which = f'the secret of kid "{key.kid}"' if key.kid else f"secret number {number}"
         named.append(("auth.jwtSecrets", which, key.secret))
     for setting, which, secret in named:
         size = len(secret.encode())
         if size < _MIN_SECRET_BYTES:
-            raise SettingsError(
-                f"{labels[setting]}: {which} is {size} bytes, shorter than"
-                f" {_MIN_SECRET_BYTES} (auth.allowWeakSecret / ALLOW_WEAK_SECRET accepts it)"
-            )
+            yield setting, which, size
 
 
 def _nest(values: Mapping[str, Any], file: Path | None) -> dict[str, Any]:

@@ -10,7 +10,9 @@ import os
 import shlex
 import signal
 import socket
+import ssl
 import time
+from pathlib import Path
 from types import FrameType
 
 import msgspec
@@ -27,12 +29,19 @@ from entrypoints.settings import Settings, load_settings
 
 DEMO_EXECUTION = "demo"
 APP_FACTORY = "entrypoints.http.app:create_app"
+# The largest request head (request line and headers) the server reads; a larger one is
+# refused by uvicorn itself (400) before the application sees it. uvicorn bounds the head
+# only with its h11 protocol: with httptools it reads headers of any size into memory.
+MAX_REQUEST_HEAD = 64 * 1024
 
 
 def serve(workers: int | None = None) -> int:
     settings = load_settings()
     if workers is not None:
         settings = _with_workers(settings, workers)
+    security = settings.security
+    if security.enable_tls and security.tls_cert and security.tls_key:
+        check_tls_files(security.tls_cert, security.tls_key)
     configure_logging(settings.logging.level, settings.logging.format)
     settings, generated = with_development_secret(settings)
     container = Container(settings=settings)
@@ -58,6 +67,8 @@ def serve(workers: int | None = None) -> int:
         timeout_graceful_shutdown=int(server.shutdown_timeout),
         ssl_certfile=settings.security.tls_cert if settings.security.enable_tls else None,
         ssl_keyfile=settings.security.tls_key if settings.security.enable_tls else None,
+        http="h11",
+        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
         log_config=None,
         access_log=False,
         server_header=False,
@@ -157,6 +168,28 @@ class DrainingServer(uvicorn.Server):
             self._drain_announced = True
             logger.info("SIGTERM: draining for {delay:g} s, then stopping", delay=self._drain_delay)
         return should_exit or time.monotonic() - self._draining_since >= self._drain_delay
+
+
+def check_tls_files(cert: Path, key: Path) -> None:
+    """Stop start-up with one line naming the setting when the certificate or the key cannot
+    be read or used, rather than with the bare `[SSL] PEM lib` uvicorn would end on."""
+    for setting, path in (
+        ("security.tlsCert (TLS_CERT)", cert),
+        ("security.tlsKey (TLS_KEY)", key),
+    ):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise ValueError(f"{setting}: {path} cannot be read: {error.strerror}") from None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"security.tlsCert (TLS_CERT) {cert} and security.tlsKey (TLS_KEY) {key}:"
+            f" are not a PEM certificate and its private key ({error.reason or error})"
+        ) from None
 
 
 def _with_workers(settings: Settings, workers: int) -> Settings:

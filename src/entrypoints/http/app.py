@@ -10,11 +10,11 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.spec import Components, SecurityScheme
+from loguru import logger
 
+from adapters.memory.revocations import CachedRevocationList
 from domain.errors import DomainError
-from entrypoints.container import ADAPTERS, USE_CASES, Container
+from entrypoints.container import ADAPTERS, USE_CASES, Container, counting
 from entrypoints.dev_secret import with_development_secret
 from entrypoints.http.auth import ScriptAuthMiddleware, provide_request_context
 from entrypoints.http.body import make_body_check
@@ -25,11 +25,13 @@ from entrypoints.http.errors import (
 )
 from entrypoints.http.health import health, metrics, readiness
 from entrypoints.http.idempotency import IdempotencyMiddleware
+from entrypoints.http.internal import INTERNAL_ROUTES, InternalAuthMiddleware
+from entrypoints.http.methods import OptionsAnswer
 from entrypoints.http.observability import ObservabilityMiddleware
+from entrypoints.http.openapi import openapi_config
 from entrypoints.http.routes import ExecutionController, execute_tool_action, variable_key
 from entrypoints.logs import configure_logging
-from entrypoints.settings import Settings, load_settings
-from entrypoints.version import VERSION
+from entrypoints.settings import Settings, load_settings, weak_secrets
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> Litestar:
@@ -47,19 +49,44 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for adapter in ADAPTERS:
         getattr(container, adapter)()
     registry = container.metrics_registry()
+    for weak in weak_secrets(settings.auth):
+        logger.warning(
+            "auth.allowWeakSecret accepts a weak JWT secret: {weak}, shorter than 32; a short"
+            " secret can be guessed offline from one token, so use 32 random bytes or more",
+            weak=weak,
+        )
 
     # App-level, not on a Router: Litestar deep-copies a Router when it is registered, and
     # the copy would hold its own rate limiter and audit trail, apart from the container's.
+    on_auth_failure = counting(container.auth_failures())
     script_auth = ScriptAuthMiddleware(
-        verifier=container.token_codec(),
+        verifier=container.token_verifier(),
+        revocations=container.revocations(),
         limiter=container.rate_limiter(),
         audit=container.audit(),
+        on_failure=on_auth_failure,
     )
     # After authentication: the key is scoped to the token's execution.
     idempotency = IdempotencyMiddleware(container.idempotency_store(), settings.idempotency.ttl)
+    route_handlers: list[Any] = [
+        ExecutionController,
+        execute_tool_action,
+        health,
+        readiness,
+        metrics,
+    ]
+    middleware: list[Any] = [script_auth, idempotency]
+    # Without an internal token the internal routes do not exist: 404 like any unknown path.
+    if settings.auth.internal_token:
+        route_handlers += INTERNAL_ROUTES
+        middleware.append(
+            InternalAuthMiddleware(
+                settings.auth.internal_token, audit=container.audit(), on_failure=on_auth_failure
+            )
+        )
     app = Litestar(
-        route_handlers=[ExecutionController, execute_tool_action, health, readiness, metrics],
-        middleware=[script_auth, idempotency],
+        route_handlers=route_handlers,
+        middleware=middleware,
         dependencies={
             "context": Provide(provide_request_context, sync_to_thread=False),
             "variable_key": Provide(variable_key, sync_to_thread=False),
@@ -75,15 +102,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         },
         request_max_body_size=settings.server.max_body_size,
         cors_config=_cors(settings),
-        openapi_config=OpenAPIConfig(
-            title="Cronium Runtime API",
-            version=VERSION,
-            components=Components(
-                security_schemes={
-                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
-                }
-            ),
-        ),
+        openapi_config=openapi_config(),
         lifespan=[_lifespan(container)],
         logging_config=None,
         debug=False,
@@ -91,7 +110,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.container = container
     app.state.metrics_registry = registry
     # See ObservabilityMiddleware for why it wraps the handler and is not in `middleware`.
-    app.asgi_handler = ObservabilityMiddleware(app.asgi_handler, container.http_metrics())
+    answered = OptionsAnswer(app.asgi_handler, app, cors=settings.security.enable_cors)
+    app.asgi_handler = ObservabilityMiddleware(answered, container.http_metrics())
     return app
 
 
@@ -119,11 +139,17 @@ def _lifespan(container: Container) -> Callable[[Litestar], Any]:
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if (opening := container.init_resources()) is not None:
             await opening
+        # Read before serving, so that no revoked token passes while the list loads.
+        revocations = container.revocations()
+        if isinstance(revocations, CachedRevocationList):
+            await revocations.start()
         app.state.serving = True
         try:
             yield
         finally:
             app.state.serving = False
+            if isinstance(revocations, CachedRevocationList):
+                await revocations.aclose()
             if (closing := container.shutdown_resources()) is not None:
                 await closing
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from litestar.middleware import ASGIMiddleware
 
 from application.audit import AuditRecorder
-from application.ports import RateLimiter, TokenVerifier
+from application.ports import RateLimiter, RevocationList, TokenVerifier
 from domain.errors import (
     AuthenticationError,
     RateLimitedError,
     TokenInvalidError,
     TokenMissingError,
+    TokenRevokedError,
 )
 from domain.model import Principal, RequestContext
 from entrypoints.http.errors import rate_limit_headers
@@ -23,39 +25,55 @@ if TYPE_CHECKING:
 
 
 PUBLIC = "public"
+INTERNAL_PREFIX = "/internal/"
+
+# Called with the code of every authentication failure, for the metric.
+FailureCounter = Callable[[str], None]
 
 
-def _is_api_document(scope: Scope) -> bool:
-    return scope["path"].startswith("/schema")
+def _not_for_scripts(scope: Scope) -> bool:
+    """The OpenAPI documents (open to anyone) and the internal API (its own token)."""
+    path: str = scope["path"]
+    return path.startswith("/schema") or path.startswith(INTERNAL_PREFIX)
 
 
 class ScriptAuthMiddleware(ASGIMiddleware):
-    """Authenticates the bearer token, then takes one request from the execution's bucket.
+    """Authenticates the bearer token, refuses a revoked execution's, then takes one request
+    from the execution's bucket.
 
-    Every answer after authentication carries the RateLimit fields of SPEC section 4; a
-    refusal raises `RateLimitedError`, whose answer the error table gives the same fields.
+    The revocation list is asked on every request, after the verifier (whose answers may
+    come from its cache), so a revocation applies at once. Every refusal is counted by its
+    code (`on_failure`) and audited as `auth_denied`. Every answer after authentication
+    carries the RateLimit fields of SPEC section 4; a refusal raises `RateLimitedError`,
+    whose answer the error table gives the same fields.
     """
 
-    # Open to anyone: the handlers marked `opt={PUBLIC: True}` and the OpenAPI documents.
+    # Not for scripts: the handlers marked `opt={PUBLIC: True}`, the OpenAPI documents and
+    # the internal API.
     exclude_opt_key = PUBLIC
-    should_bypass_for_scope = staticmethod(_is_api_document)
+    should_bypass_for_scope = staticmethod(_not_for_scripts)
 
-    def __init__(self, verifier: TokenVerifier, limiter: RateLimiter, audit: AuditRecorder) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        revocations: RevocationList,
+        limiter: RateLimiter,
+        audit: AuditRecorder,
+        on_failure: FailureCounter = lambda code: None,
+    ) -> None:
         self._verifier = verifier
+        self._revocations = revocations
         self._limiter = limiter
         self._audit = audit
+        self._on_failure = on_failure
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         try:
             principal = await self._verifier.verify(bearer_token(scope))
+            if await self._revocations.is_revoked(principal.execution_id):
+                raise TokenRevokedError()
         except AuthenticationError as error:
-            client = scope.get("client")
-            await self._audit.denied(
-                execution_id=scope["path_params"].get("execution_id"),
-                outcome=error.code,
-                request_id=scope["state"]["request_id"],
-                client_address=client[0] if client else None,
-            )
+            await refused(scope, error, self._audit, self._on_failure)
             raise
         decision = await self._limiter.acquire(principal.execution_id)
         if not decision.allowed:
@@ -76,16 +94,32 @@ class ScriptAuthMiddleware(ASGIMiddleware):
         await next_app(scope, receive, send_with_rate_limit)
 
 
-def bearer_token(scope: Scope) -> str:
+async def refused(
+    scope: Scope, error: AuthenticationError, audit: AuditRecorder, on_failure: FailureCounter
+) -> None:
+    """Count and audit a request refused at the door; the path's execution, no claims."""
+    on_failure(error.code)
+    client = scope.get("client")
+    await audit.denied(
+        execution_id=scope["path_params"].get("execution_id"),
+        outcome=error.code,
+        request_id=scope["state"]["request_id"],
+        client_address=client[0] if client else None,
+    )
+
+
+def bearer_token(scope: Scope, credential: str = "the execution token") -> str:
+    """The token of the one `Authorization: Bearer <token>` header; `credential` names what
+    the caller should send, in the message of a refusal."""
     values = [value for name, value in scope["headers"] if name == b"authorization"]
     if not values:
-        raise TokenMissingError()
+        raise TokenMissingError(f"send {credential} as 'Authorization: Bearer <token>'")
     if len(values) > 1:
         raise TokenInvalidError("send exactly one Authorization header")
     scheme, _, token = values[0].decode("latin-1").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise TokenMissingError(
-            "the Authorization header must be 'Bearer <token>' with the execution token"
+            f"the Authorization header must be 'Bearer <token>' with {credential}"
         )
     return token.strip()
 

@@ -15,6 +15,7 @@ from litestar.exceptions import (
 from loguru import logger
 
 from domain import errors as domain
+from entrypoints.http import methods
 from entrypoints.http.schemas import ErrorBody
 
 # Fixed reason phrases: Python 3.11's HTTPStatus still calls 413 "Request Entity Too Large".
@@ -64,14 +65,30 @@ CODE_OF_STATUS = {
     503: "SHUTTING_DOWN",
 }
 
-_PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
 
 def status_of(error: domain.DomainError) -> int:
-    for cls in type(error).__mro__:
+    return _status_of_class(type(error))
+
+
+def _status_of_class(error_class: type[domain.DomainError]) -> int:
+    for cls in error_class.__mro__:
         if cls in STATUS_OF:
             return STATUS_OF[cls]
     return 500
+
+
+def codes_by_status() -> dict[int, list[str]]:
+    """Every code a client can see, by its status: the domain's errors through the table,
+    and the codes given to Litestar's own errors. The API document lists them."""
+    found: dict[int, set[str]] = {}
+    pending: list[type[domain.DomainError]] = [domain.DomainError]
+    while pending:
+        error_class = pending.pop()
+        pending.extend(error_class.__subclasses__())
+        found.setdefault(_status_of_class(error_class), set()).add(error_class.code)
+    for status, code in CODE_OF_STATUS.items():
+        found.setdefault(status, set()).add(code)
+    return {status: sorted(codes) for status, codes in sorted(found.items())}
 
 
 def error_response(
@@ -139,16 +156,7 @@ def handle_unexpected_error(
 
 
 def allowed_methods(request: Request[Any, Any, Any]) -> list[str]:
-    """The methods the request's path answers to, asked of Litestar's own router."""
-    router = request.app.asgi_router
-    allowed = []
-    for method in _PROBED_METHODS:
-        try:
-            router.handle_routing(path=request.scope["path"], method=method)
-        except HTTPException:
-            continue
-        allowed.append(method)
-    return allowed
+    return methods.allowed_methods(request.app, request.scope["path"])
 
 
 _EXPECTED = re.compile(r"Expected `(?P<type>[^`]+)`")

@@ -9,18 +9,26 @@ from typing import Any, Literal
 
 from litestar import MediaType, Request, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from application.ports import HealthProbe
 from domain.model import DependencyHealth, utc_timestamp
 from entrypoints.http.auth import PUBLIC
+from entrypoints.http.openapi import ANY_REQUEST, documented
 from entrypoints.http.schemas import CheckOut, Health, Readiness
 from entrypoints.version import VERSION
 
 PROBE_TIMEOUT = 2.0
 
 
-@get("/health", opt={PUBLIC: True}, tags=["health"], summary="Liveness: the process answers")
+@get(
+    "/health",
+    opt={PUBLIC: True},
+    tags=["health"],
+    summary="Liveness: the process answers",
+    operation_class=documented(*ANY_REQUEST),
+)
 async def health() -> Health:
     return Health(status="healthy", time=utc_timestamp(datetime.now(UTC)), version=VERSION)
 
@@ -30,6 +38,14 @@ async def health() -> Health:
     opt={PUBLIC: True},
     tags=["health"],
     summary="Readiness: can it serve scripts now",
+    responses={
+        503: ResponseSpec(
+            Readiness,
+            generate_examples=False,
+            description="Unavailable: starting, shutting down, or unable to serve any request",
+        )
+    },
+    operation_class=documented(*ANY_REQUEST),
 )
 async def readiness(
     request: Request[Any, Any, Any], health_probes: NamedDependency[list[HealthProbe]]
@@ -57,6 +73,7 @@ async def readiness(
     tags=["health"],
     summary="Prometheus metrics",
     media_type=MediaType.TEXT,
+    operation_class=documented(*ANY_REQUEST),
 )
 async def metrics(metrics_registry: NamedDependency[CollectorRegistry]) -> Response[bytes]:
     # As a header: Litestar would add a second charset to a text/* media type.

@@ -22,7 +22,7 @@ from adapters.request_context import CURRENT_REQUEST_ID
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-_USABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+USABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 REQUEST_ID_HEADER = b"x-request-id"
 
 
@@ -92,7 +92,7 @@ def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")
-            if _USABLE_REQUEST_ID.fullmatch(candidate):
+            if USABLE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
     return uuid.uuid4().hex

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
@@ -44,11 +44,16 @@ class ConditionBody(msgspec.Struct, kw_only=True):
     condition: bool
 
 
+# Documented, not enforced here: the use case refuses a blank name with a message naming
+# it. Litestar reads `extra_json_schema["extra"]` as its schema fields.
+NonBlank = Annotated[str, msgspec.Meta(extra_json_schema={"extra": {"pattern": r"\S"}})]
+
+
 class ToolActionBody(msgspec.Struct, kw_only=True):
     """The Python and Bash helpers send `config`, the Node one `params`; `params` wins."""
 
-    tool: str
-    action: str
+    tool: NonBlank
+    action: NonBlank
     params: dict[str, Any] | None = None
     config: dict[str, Any] | None = None
 

@@ -166,6 +166,19 @@ async def test_with_jwt_secret_the_token_is_signed_with_it(
     assert not dev_secret_file(tmp_path).exists()
 
 
+def test_with_a_key_ring_the_token_is_signed_with_the_first_key_and_names_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRETS", f"new={STRONG_SECRET},old={WRONG_SECRET}")
+
+    token = issue_token(capsys, "--execution", "e1")
+
+    assert jwt.get_unverified_header(token)["kid"] == "new"
+    assert claims_of(token, STRONG_SECRET)["executionId"] == "e1"
+    with pytest.raises(jwt.InvalidSignatureError):
+        claims_of(token, WRONG_SECRET)
+
+
 # --- usage errors: one line, status 2 ---------------------------------------------------------
 
 

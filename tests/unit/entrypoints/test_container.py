@@ -2,16 +2,20 @@ import hashlib
 import hmac
 from pathlib import Path
 
+from adapters.auth.cache import CachedTokenVerifier
 from adapters.backend_http.repositories import (
     BackendExecutionRepository,
     BackendToolGateway,
     BackendVariableRepository,
 )
+from adapters.memory.revocations import CachedRevocationList
 from adapters.sqlite.executions import SqliteExecutionRepository
+from adapters.sqlite.revocations import SqliteRevocationList
 from adapters.sqlite.variables import SqliteVariableRepository
 from adapters.tools.logged import LoggedToolGateway
 from adapters.valkey.executions import ValkeyExecutionCache
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
+from adapters.valkey.revocations import ValkeyRevocationFeed
 from adapters.valkey.variables import ValkeyVariableCache
 from domain.model import Principal
 from entrypoints.container import Container, audit_key
@@ -58,6 +62,25 @@ def test_a_configured_valkey_puts_its_cache_and_limiter_in_front_of_the_store(tm
     assert isinstance(container.execution_repository(), ValkeyExecutionCache)
     assert isinstance(container.rate_limiter(), ValkeyRateLimiter)
     assert isinstance(container.execution_catalog(), SqliteExecutionRepository)
+
+
+def test_revocations_are_shared_through_the_store_alone_without_valkey(tmp_path):
+    container = Container(settings=settings_for(tmp_path))
+
+    assert isinstance(container.revocations(), CachedRevocationList)
+    assert isinstance(container.revocation_feed(), SqliteRevocationList)
+
+
+def test_revocations_are_shared_through_valkey_when_configured(tmp_path):
+    container = Container(settings=settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379"))
+
+    assert isinstance(container.revocation_feed(), ValkeyRevocationFeed)
+
+
+def test_the_edge_verifies_tokens_through_the_cache_in_front_of_the_codec(tmp_path):
+    assert isinstance(
+        Container(settings=settings_for(tmp_path)).token_verifier(), CachedTokenVerifier
+    )
 
 
 def test_the_audit_key_is_derived_from_the_first_jwt_secret(tmp_path):

@@ -95,6 +95,7 @@ DEFAULTS: dict[str, object] = {
     "auth.allowWeakSecret": False,
     "auth.internalToken": None,
     "auth.maxTokenLifetime": 24 * 3600.0,
+    "auth.revocationRefresh": 0.5,
     "auth.tokenExpiration": 3600.0,
     "store.path": DATA,
     "embedded.userId": "local",

@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 from dependency_injector import providers
 from litestar.testing import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.memory.audit import InMemoryAuditLog
 from adapters.memory.executions import InMemoryExecutionRepository
@@ -322,3 +323,14 @@ def assert_error(response: Any, status: int, code: str, error: str) -> dict[str,
     assert isinstance(body["message"], str)
     assert body["message"].strip()
     return body
+
+
+def sample(api: Api, name: str, **labels: str) -> float:
+    """The value of one sample of the app's /metrics answer (0 when it is absent)."""
+    response = api.client.get("/metrics")
+    assert response.status_code == 200
+    for family in text_string_to_metric_families(response.text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return 0.0

@@ -1,10 +1,13 @@
-"""The app factory's own choices: CORS from the settings, and an app built from settings alone."""
+"""The app factory's own choices: CORS from the settings, OPTIONS answers, and an app built
+from settings alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from http_harness import EXEC, SECRET, MakeApi, bearer, claims, forge
+import pytest
+from http_harness import EXEC, SECRET, MakeApi, assert_error, bearer, claims, forge
 from litestar.testing import TestClient
 
 from entrypoints.http.app import create_app
@@ -70,3 +73,97 @@ def test_an_app_built_from_settings_alone_serves_tokens_signed_with_the_configur
 
     assert response.status_code == 200
     assert response.json() == {"success": True, "data": []}
+
+
+# CORS preflights against the configured origins, methods and headers
+
+DASHBOARD_ONLY = {
+    "ALLOWED_ORIGINS": ORIGIN,
+    "ALLOWED_METHODS": "GET,PUT",
+    "ALLOWED_HEADERS": "authorization,content-type",
+}
+
+
+def cors_fields(response: Any) -> dict[str, str]:
+    return {
+        name.lower(): value
+        for name, value in response.headers.items()
+        if name.lower().startswith("access-control-")
+    }
+
+
+def test_a_preflight_from_an_allowed_origin_is_allowed_what_the_settings_allow(
+    make_api: MakeApi,
+):
+    api = make_api(env=DASHBOARD_ONLY)
+
+    response = api.client.options(f"/executions/{EXEC}/variables/k", headers=PREFLIGHT)
+
+    fields = cors_fields(response)
+    assert response.status_code == 204
+    assert fields["access-control-allow-origin"] == ORIGIN
+    assert response.headers["Vary"] == "Origin"
+    assert {m.strip() for m in fields["access-control-allow-methods"].split(",")} == {"GET", "PUT"}
+    allowed_headers = {h.strip().lower() for h in fields["access-control-allow-headers"].split(",")}
+    assert {"authorization", "content-type"} <= allowed_headers
+
+
+@pytest.mark.parametrize(
+    ("origin", "method"),
+    [("https://evil.example", "PUT"), (ORIGIN, "DELETE")],
+    ids=["another origin", "a method not allowed"],
+)
+def test_a_preflight_outside_the_settings_gets_no_allow_fields(
+    make_api: MakeApi, origin: str, method: str
+):
+    api = make_api(env=DASHBOARD_ONLY)
+    headers = {**PREFLIGHT, "Origin": origin, "Access-Control-Request-Method": method}
+
+    response = api.client.options(f"/executions/{EXEC}/variables/k", headers=headers)
+
+    assert response.status_code == 400  # Litestar's own refusal: "Disallowed CORS ..."
+    assert cors_fields(response) == {}
+
+
+def test_with_cors_disabled_a_preflight_is_a_plain_options_answer(make_api: MakeApi):
+    api = make_api(env={"ENABLE_CORS": "false"})
+
+    response = api.client.options(f"/executions/{EXEC}/variables/k", headers=PREFLIGHT)
+
+    assert response.status_code == 204
+    assert cors_fields(response) == {}
+    assert response.headers["Allow"] == "GET, PUT, DELETE, OPTIONS"
+
+
+# OPTIONS without CORS: the methods a path answers
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        (f"/executions/{EXEC}/variables/k", "GET, PUT, DELETE, OPTIONS"),
+        (f"/executions/{EXEC}/variables", "GET, PUT, DELETE, OPTIONS"),
+        (f"/executions/{EXEC}/output", "POST, OPTIONS"),
+        ("/tool-actions/execute", "POST, OPTIONS"),
+        ("/health", "GET, OPTIONS"),
+    ],
+)
+def test_options_names_every_method_of_the_path_without_a_token(
+    make_api: MakeApi, path: str, allow: str
+):
+    api = make_api()
+
+    response = api.client.options(path)
+
+    assert response.status_code == 204
+    assert response.headers["Allow"] == allow
+    assert response.headers["X-Request-ID"]
+    assert response.content == b""
+
+
+def test_options_on_an_unknown_path_is_404_not_found(make_api: MakeApi):
+    api = make_api()
+
+    response = api.client.options("/nowhere")
+
+    assert_error(response, 404, "NOT_FOUND", "Not Found")

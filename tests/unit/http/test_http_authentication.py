@@ -1,9 +1,17 @@
 """The token table of SPEC section 2, as the client sees it: a 401 with its code and a
-message saying what to do, on every script route; the open routes need no token."""
+message saying what to do, on every script route; the open routes need no token. Then the
+key ring (rotation), issuers and audience, the verified-token cache and the metrics of
+authentication, and weak secrets."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from http_harness import (
@@ -17,11 +25,16 @@ from http_harness import (
     claims,
     forge,
     raw_request,
+    sample,
 )
+from loguru import logger
 
 from domain.audit import AuditAction
 
 STRONG_HS512_KEY = "z" * 64
+STRONG_HS384_KEY = "w" * 48
+VERIFICATIONS = "cronium_runtime_token_verifications_total"
+FAILURES = "cronium_runtime_auth_failures_total"
 
 
 def refused_headers() -> dict[str, dict[str, str]]:
@@ -48,7 +61,27 @@ def refused_headers() -> dict[str, dict[str, str]]:
         "not valid yet": bearer(forge(claims(nbf=now + 600))),
         "issued in the future": bearer(forge(claims(iat=now + 600))),
         "unknown kid": bearer(forge(claims(), headers={"kid": "rotated-away"})),
+        "HS384": bearer(forge(claims(), STRONG_HS384_KEY, algorithm="HS384")),
+        "RS256 header over an HS256 signature": bearer(_hand_built({"alg": "RS256"}, claims())),
+        "no alg at all": bearer(_hand_built({"typ": "JWT"}, claims())),
+        "executionId a list": bearer(forge(claims(executionId=[EXEC]))),
+        "userId an object": bearer(forge(claims(userId={"id": "user-alice"}))),
+        "userId a boolean": bearer(forge(claims(userId=True))),
+        "Bearer alone": {"Authorization": "Bearer"},
+        "Basic x": {"Authorization": "Basic x"},
+        "garbage header": {"Authorization": "%%% garbage %%%"},
     }
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _hand_built(header: dict[str, Any], payload: dict[str, Any], secret: str = SECRET) -> str:
+    """A token with any header, HMAC-SHA256-signed with `secret` as HS256 would be."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
 
 
 def _tampered(token: str) -> str:
@@ -84,6 +117,15 @@ REFUSALS = {
     "not valid yet": "TOKEN_INVALID",
     "issued in the future": "TOKEN_INVALID",
     "unknown kid": "TOKEN_INVALID",
+    "HS384": "TOKEN_INVALID",
+    "RS256 header over an HS256 signature": "TOKEN_INVALID",
+    "no alg at all": "TOKEN_INVALID",
+    "executionId a list": "TOKEN_INVALID",
+    "userId an object": "TOKEN_INVALID",
+    "userId a boolean": "TOKEN_INVALID",
+    "Bearer alone": "TOKEN_MISSING",
+    "Basic x": "TOKEN_MISSING",
+    "garbage header": "TOKEN_MISSING",
 }
 
 SCRIPT_ROUTES = [
@@ -130,9 +172,32 @@ def test_every_script_route_refuses_a_forged_token_before_touching_anything(
     assert all(event.action == AuditAction.AUTH_DENIED for event in api.audit.events)
 
 
-def test_a_token_expired_within_the_leeway_is_accepted(api: Api):
+def test_the_refusal_names_what_is_wrong_without_echoing_the_token(api: Api):
+    token = forge(claims(), None, algorithm="none")
+
+    response = api.client.get(f"/executions/{EXEC}/input", headers=bearer(token))
+
+    body = assert_error(response, 401, "TOKEN_INVALID", "Unauthorized")
+    assert "only HS256" in body["message"]
+    assert token not in body["message"]
+
+
+def within_the_leeway() -> dict[str, dict[str, Any]]:
+    """Claims that are off by less than the 30 s leeway: each must be accepted."""
     now = int(time.time())
-    token = forge(claims(exp=now - 5, iat=now - 3600, nbf=now - 3600))
+    return {
+        "expired 5 s ago": claims(exp=now - 5, iat=now - 3600, nbf=now - 3600),
+        "nbf 20 s ahead": claims(nbf=now + 20),
+        "iat 20 s ahead": claims(iat=now + 20),
+        "no nbf and no iat": claims(nbf=..., iat=...),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["expired 5 s ago", "nbf 20 s ahead", "iat 20 s ahead", "no nbf and no iat"]
+)
+def test_a_token_within_the_leeway_is_accepted(api: Api, case: str):
+    token = forge(within_the_leeway()[case])
 
     response = api.client.get(f"/executions/{EXEC}/input", headers=bearer(token))
 
@@ -227,3 +292,231 @@ def test_the_open_routes_ignore_a_bad_token(api: Api, path: str):
     response = api.client.get(path, headers=bearer("garbage"))
 
     assert response.status_code == 200
+
+
+# --- the key ring: tokens name their key by kid; rotation overlaps, removal refuses
+
+NEW_KEY = "n" * 40
+OLD_KEY = "o" * 40
+
+
+def on_the_ring(make_api: MakeApi, ring: str) -> Api:
+    """An app whose keys are `JWT_SECRETS` alone (`kid=secret,...`), without `JWT_SECRET`."""
+    return make_api(env={"JWT_SECRET": "", "JWT_SECRETS": ring})
+
+
+def signed(secret: str, kid: str | None) -> dict[str, str]:
+    return bearer(forge(claims(), secret, headers={"kid": kid} if kid else None))
+
+
+@pytest.mark.parametrize(
+    ("secret", "kid", "status"),
+    [
+        pytest.param(NEW_KEY, "new", 200, id="new key, its kid"),
+        pytest.param(OLD_KEY, "old", 200, id="old key, its kid"),
+        pytest.param(OLD_KEY, None, 200, id="old key, no kid: tried against each"),
+        pytest.param(OLD_KEY, "new", 401, id="kid pointing at the wrong key"),
+        pytest.param(NEW_KEY, "retired", 401, id="unknown kid"),
+        pytest.param(SECRET, None, 401, id="a key not on the ring"),
+    ],
+)
+def test_while_both_keys_are_configured_either_opens_its_tokens(
+    make_api: MakeApi, secret: str, kid: str | None, status: int
+):
+    api = on_the_ring(make_api, f"new={NEW_KEY},old={OLD_KEY}")
+
+    response = api.client.get(f"/executions/{EXEC}/input", headers=signed(secret, kid))
+
+    if status == 200:
+        assert response.status_code == 200
+    else:
+        assert_error(response, 401, "TOKEN_INVALID", "Unauthorized")
+
+
+@pytest.mark.parametrize("kid", ["old", None], ids=["with its kid", "without a kid"])
+def test_once_the_old_key_is_removed_its_tokens_are_refused(make_api: MakeApi, kid: str | None):
+    before = on_the_ring(make_api, f"new={NEW_KEY},old={OLD_KEY}")
+    headers = signed(OLD_KEY, kid)
+    assert before.client.get(f"/executions/{EXEC}/input", headers=headers).status_code == 200
+
+    after = on_the_ring(make_api, f"new={NEW_KEY}")
+
+    response = after.client.get(f"/executions/{EXEC}/input", headers=headers)
+    assert_error(response, 401, "TOKEN_INVALID", "Unauthorized")
+    new_token = after.client.get(f"/executions/{EXEC}/input", headers=signed(NEW_KEY, "new"))
+    assert new_token.status_code == 200
+
+
+def test_the_service_signs_with_the_first_key_of_the_ring(make_api: MakeApi):
+    api = on_the_ring(make_api, f"new={NEW_KEY},old={OLD_KEY}")
+
+    token = api.token()
+
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert header["kid"] == "new"
+    signing_input = token.rsplit(".", 1)[0].encode()
+    expected = _b64(hmac.new(NEW_KEY.encode(), signing_input, hashlib.sha256).digest())
+    assert token.split(".")[2] == expected
+
+
+# --- issuers and audience: checked only when configured
+
+ISSUERS_AND_AUDIENCE = {
+    "JWT_ISSUERS": "cronium-orchestrator,cronium-runtime",
+    "JWT_AUDIENCE": "cronium-runtime",
+}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status"),
+    [
+        pytest.param({"iss": "cronium-orchestrator", "aud": "cronium-runtime"}, 200, id="good"),
+        pytest.param(
+            {"iss": "cronium-runtime", "aud": ["x", "cronium-runtime"]}, 200, id="aud list"
+        ),
+        pytest.param({"iss": "mallory", "aud": "cronium-runtime"}, 401, id="wrong iss"),
+        pytest.param({"aud": "cronium-runtime"}, 401, id="no iss"),
+        pytest.param({"iss": "cronium-orchestrator", "aud": "elsewhere"}, 401, id="wrong aud"),
+        pytest.param({"iss": "cronium-orchestrator"}, 401, id="no aud"),
+    ],
+)
+def test_configured_issuers_and_audience_are_checked(
+    make_api: MakeApi, overrides: dict[str, Any], status: int
+):
+    api = make_api(env=ISSUERS_AND_AUDIENCE)
+
+    response = api.client.get(
+        f"/executions/{EXEC}/input", headers=bearer(forge(claims(**overrides)))
+    )
+
+    if status == 200:
+        assert response.status_code == 200
+    else:
+        assert_error(response, 401, "TOKEN_INVALID", "Unauthorized")
+
+
+def test_issuer_and_audience_are_ignored_when_not_configured(api: Api):
+    token = forge(claims(iss="anybody", aud="somebody-else"))
+
+    response = api.client.get(f"/executions/{EXEC}/input", headers=bearer(token))
+
+    assert response.status_code == 200
+
+
+def test_the_services_own_tokens_pass_its_issuer_and_audience_checks(make_api: MakeApi):
+    api = make_api(env=ISSUERS_AND_AUDIENCE)
+
+    response = api.client.get(f"/executions/{EXEC}/input", headers=api.auth())
+
+    assert response.status_code == 200
+
+
+# --- the verified-token cache and the metrics of authentication
+
+
+def test_a_hundred_requests_with_one_token_cost_one_signature_check(api: Api):
+    headers = api.auth()
+    before = sample(api, VERIFICATIONS)
+
+    answers = [api.client.get(f"/executions/{EXEC}/input", headers=headers) for _ in range(100)]
+
+    assert {answer.status_code for answer in answers} == {200}
+    assert sample(api, VERIFICATIONS) - before == 1
+
+
+def test_each_refused_token_is_checked_again_and_never_cached(api: Api):
+    headers = bearer(forge(claims(), OTHER_SECRET))
+
+    for _ in range(3):
+        response = api.client.get(f"/executions/{EXEC}/input", headers=headers)
+        assert_error(response, 401, "TOKEN_INVALID", "Unauthorized")
+
+    assert sample(api, VERIFICATIONS) == 3
+
+
+def test_a_cached_token_still_expires_on_time(make_api: MakeApi):
+    api = make_api(env={"JWT_LEEWAY": "0s"})
+    now = time.time()
+    token = forge(claims(exp=int(now) + 2, iat=int(now), nbf=int(now)))
+    assert api.client.get(f"/executions/{EXEC}/input", headers=bearer(token)).status_code == 200
+
+    deadline = time.monotonic() + 10
+    while time.time() < int(now) + 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    response = api.client.get(f"/executions/{EXEC}/input", headers=bearer(token))
+
+    assert_error(response, 401, "TOKEN_EXPIRED", "Unauthorized")
+
+
+def test_authentication_failures_are_counted_by_code(api: Api):
+    for headers in ({}, {}, bearer("garbage"), bearer(forge(claims(exp=int(time.time()) - 99)))):
+        api.client.get(f"/executions/{EXEC}/input", headers=headers)
+    api.client.get(f"/executions/{EXEC}/input", headers=api.auth())
+
+    counted = {
+        code: sample(api, FAILURES, code=code)
+        for code in ("TOKEN_MISSING", "TOKEN_INVALID", "TOKEN_EXPIRED", "TOKEN_REVOKED")
+    }
+    assert counted == {
+        "TOKEN_MISSING": 2,
+        "TOKEN_INVALID": 1,
+        "TOKEN_EXPIRED": 1,
+        "TOKEN_REVOKED": 0,
+    }
+
+
+def test_a_token_for_another_execution_is_not_an_authentication_failure(api: Api):
+    response = api.client.get(f"/executions/{EXEC}/input", headers=api.auth("exec-other"))
+
+    assert_error(response, 403, "EXECUTION_MISMATCH", "Forbidden")
+    assert sample(api, FAILURES, code="EXECUTION_MISMATCH") == 0
+
+
+# --- weak secrets: only with auth.allowWeakSecret, with a warning at every start
+
+WEAK = "short-secret"
+
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[str]]:
+    messages: list[str] = []
+    sink = logger.add(messages.append, level="WARNING", format="{message}")
+    yield messages
+    logger.remove(sink)
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_an_allowed_weak_secret_works_and_warns_at_every_start_without_showing_it(
+    make_api: MakeApi, warnings_logged: list[str]
+):
+    env = {"JWT_SECRET": WEAK, "ALLOW_WEAK_SECRET": "true"}
+    api = make_api(env=env)
+    make_api(env=env)
+
+    # A client signing with the weak secret gets pyjwt's warning: expected here only.
+    orchestrator_token = forge(claims(), WEAK)
+    for headers in (api.auth(), bearer(orchestrator_token)):
+        assert api.client.get(f"/executions/{EXEC}/input", headers=headers).status_code == 200
+
+    weak = [message for message in warnings_logged if "allowWeakSecret" in message]
+    assert len(weak) == 2
+    assert "the secret of auth.jwtSecret is 12 bytes" in weak[0]
+    assert all(WEAK not in message for message in warnings_logged)
+
+
+def test_every_weak_key_of_the_ring_is_named_by_its_kid(
+    make_api: MakeApi, warnings_logged: list[str]
+):
+    make_api(env={"JWT_SECRETS": f"new={NEW_KEY},old={WEAK}", "ALLOW_WEAK_SECRET": "true"})
+
+    weak = [message for message in warnings_logged if "allowWeakSecret" in message]
+    assert len(weak) == 1
+    assert 'the secret of kid "old" of auth.jwtSecrets is 12 bytes' in weak[0]
+
+
+def test_strong_secrets_start_without_a_weak_secret_warning(
+    make_api: MakeApi, warnings_logged: list[str]
+):
+    make_api(env={"JWT_SECRETS": f"new={NEW_KEY},old={OLD_KEY}"})
+
+    assert not [message for message in warnings_logged if "allowWeakSecret" in message]
