@@ -11,6 +11,7 @@ import shlex
 import signal
 import socket
 import ssl
+import tempfile
 import time
 from pathlib import Path
 from types import FrameType
@@ -43,6 +44,7 @@ def serve(workers: int | None = None) -> int:
     if security.enable_tls and security.tls_cert and security.tls_key:
         check_tls_files(security.tls_cert, security.tls_key)
     configure_logging(settings.logging.level, settings.logging.format)
+    _check_writable(settings.store.path)
     settings, generated = with_development_secret(settings)
     container = Container(settings=settings)
     if generated:
@@ -189,6 +191,22 @@ def check_tls_files(cert: Path, key: Path) -> None:
         raise ValueError(
             f"security.tlsCert (TLS_CERT) {cert} and security.tlsKey (TLS_KEY) {key}:"
             f" are not a PEM certificate and its private key ({error.reason or error})"
+        ) from None
+
+
+def _check_writable(folder: Path) -> None:
+    """Refuse to start, in one line naming the setting, when the store folder cannot be
+    written (a read-only root without the data volume, say). Found later, the same fault
+    would surface inside the app's start-up as a traceback and uvicorn's exit status 3."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder, prefix=".cronium-runtime-write-check-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ValueError(
+            f"store.path / STORE_PATH {str(folder)!r} cannot be written ({reason}); "
+            "point it at a writable folder (the data volume)"
         ) from None
 
 
