@@ -91,6 +91,33 @@ class AuditLog(Protocol):
         ...
 
 
+class AuditSinkUnavailableError(Exception):
+    """The sink could not take the event now (down, timed out, 5xx): deliver it again later."""
+
+
+class AuditSinkRejectedError(Exception):
+    """The sink refused the event for good (a 4xx): sending it again cannot succeed."""
+
+
+class AuditSink(Protocol):
+    """One destination of the audit trail (SPEC section 6, `audit.sinks`).
+
+    Delivery is at least once: a sink may see an event id again after a crash or a retry,
+    and keeps one copy when it can (the store does; the backend deduplicates by `id`).
+    """
+
+    name: str
+
+    async def deliver(self, event: AuditEvent) -> None:
+        """Return once the sink holds the event durably; raise `AuditSinkUnavailableError`
+        or `AuditSinkRejectedError`."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the sink holds open (files, sessions)."""
+        ...
+
+
 class AuditTrail(Protocol):
     """The audit events kept where this process can read them back."""
 
