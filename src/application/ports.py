@@ -86,8 +86,17 @@ class ToolCallLog(Protocol):
 
 
 class AuditLog(Protocol):
+    """Where an operation's events are persisted before the reply (SPEC section 9): the
+    outbox, from which a shipper delivers them to the sinks."""
+
     async def record(self, event: AuditEvent) -> None:
-        """Persist the event durably before returning."""
+        """Persist the event durably before returning: in the outbox, or, while the outbox
+        cannot be written, in the local spool, from which it moves to the outbox later."""
+        ...
+
+    async def record_or_refuse(self, event: AuditEvent) -> None:
+        """Persist the event in the outbox, or raise `AuditUnavailableError` without
+        spooling it: the intent of a state-changing operation under `audit.failClosed`."""
         ...
 
 
