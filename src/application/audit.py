@@ -6,7 +6,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from application.ports import AuditLog, Clock
-from domain.audit import OUTCOME_OK, AuditAction, AuditDetails, AuditEvent, value_hmac
+from domain.audit import (
+    OUTCOME_OK,
+    OUTCOME_PENDING,
+    STATE_CHANGING_ACTIONS,
+    AuditAction,
+    AuditDetails,
+    AuditEvent,
+    value_hmac,
+    whole_milliseconds,
+)
 from domain.errors import DomainError
 from domain.model import RequestContext
 
@@ -28,12 +37,20 @@ class AuditRecorder:
       `CANCELLED` when the task was cancelled, or `INTERNAL` for anything else; the error
       still propagates.
     - The value that moved is recorded only as its HMAC under the audit key.
+    - With `fail_closed` (`audit.failClosed`), a state-changing operation first persists an
+      intent (outcome `pending`) in the outbox; when the outbox refuses it, the operation is
+      not performed and `AuditUnavailableError` propagates. The outcome event that follows
+      names the intent in `intent_id`. An intent without an outcome is an operation that may
+      or may not have been performed: the process died, or the request was cancelled.
     """
 
-    def __init__(self, *, log: AuditLog, clock: Clock, key: bytes) -> None:
+    def __init__(
+        self, *, log: AuditLog, clock: Clock, key: bytes, fail_closed: bool = False
+    ) -> None:
         self._log = log
         self._clock = clock
         self._key = key
+        self._fail_closed = fail_closed
 
     @asynccontextmanager
     async def operation(
@@ -47,12 +64,9 @@ class AuditRecorder:
     ) -> AsyncIterator[AuditedOperation]:
         principal = context.principal
 
-        def details(operation: AuditedOperation) -> AuditDetails:
-            fingerprint = (
-                None if operation.value is _NO_VALUE else value_hmac(self._key, operation.value)
-            )
+        def details(outcome: str, value: Any, intent_id: str | None) -> AuditDetails:
             return AuditDetails(
-                outcome=operation.outcome,
+                outcome=outcome,
                 user_id=principal.user_id,
                 event_id=principal.event_id,
                 job_id=principal.job_id,
@@ -61,7 +75,8 @@ class AuditRecorder:
                 key=key,
                 tool=tool,
                 tool_action=tool_action,
-                value_hmac=fingerprint,
+                value_hmac=None if value is _NO_VALUE else value_hmac(self._key, value),
+                intent_id=intent_id,
             )
 
         async with self._recorded(principal.execution_id, action, details) as operation:
@@ -79,9 +94,13 @@ class AuditRecorder:
         """An operation the service's peers ask for (the internal API), about an execution
         and on behalf of no user: the event carries no claims."""
 
-        def details(operation: AuditedOperation) -> AuditDetails:
+        def details(outcome: str, value: Any, intent_id: str | None) -> AuditDetails:
             return AuditDetails(
-                outcome=operation.outcome, request_id=request_id, client_address=client_address
+                outcome=outcome,
+                request_id=request_id,
+                client_address=client_address,
+                value_hmac=None if value is _NO_VALUE else value_hmac(self._key, value),
+                intent_id=intent_id,
             )
 
         async with self._recorded(execution_id, action, details) as operation:
@@ -90,10 +109,17 @@ class AuditRecorder:
     @asynccontextmanager
     async def _recorded(
         self,
-        execution_id: str,
+        execution_id: str | None,
         action: AuditAction,
-        details: Callable[[AuditedOperation], AuditDetails],
+        details: Callable[[str, Any, str | None], AuditDetails],
     ) -> AsyncIterator[AuditedOperation]:
+        """The intent (under failClosed, for a state-changing action), then the operation,
+        then its outcome event, whatever ended it."""
+        intent_id = None
+        if self._fail_closed and action in STATE_CHANGING_ACTIONS:
+            intent = self._event(execution_id, action, details(OUTCOME_PENDING, _NO_VALUE, None))
+            await self._log.record_or_refuse(intent)
+            intent_id = intent.id
         operation = AuditedOperation()
         try:
             yield operation
@@ -108,12 +134,8 @@ class AuditRecorder:
             raise
         finally:
             await self._log.record(
-                AuditEvent(
-                    id=str(uuid.uuid4()),
-                    execution_id=execution_id,
-                    action=action,
-                    timestamp=self._clock.now(),
-                    details=details(operation),
+                self._event(
+                    execution_id, action, details(operation.outcome, operation.value, intent_id)
                 )
             )
 
@@ -129,12 +151,32 @@ class AuditRecorder:
         details = AuditDetails(
             outcome=outcome, request_id=request_id, client_address=client_address
         )
+        await self._log.record(self._event(execution_id, AuditAction.AUTH_DENIED, details))
+
+    async def rate_limited(self, context: RequestContext, count: int) -> None:
+        """Record that the rate limit refused `count` of the execution's requests in one
+        minute; `context` is the minute's first refused request."""
+        principal = context.principal
+        details = AuditDetails(
+            outcome="RATE_LIMITED",
+            user_id=principal.user_id,
+            event_id=principal.event_id,
+            job_id=principal.job_id,
+            request_id=context.request_id,
+            client_address=context.client_address,
+            count=count,
+        )
         await self._log.record(
-            AuditEvent(
-                id=str(uuid.uuid4()),
-                execution_id=execution_id,
-                action=AuditAction.AUTH_DENIED,
-                timestamp=self._clock.now(),
-                details=details,
-            )
+            self._event(principal.execution_id, AuditAction.RATE_LIMITED, details)
+        )
+
+    def _event(
+        self, execution_id: str | None, action: AuditAction, details: AuditDetails
+    ) -> AuditEvent:
+        return AuditEvent(
+            id=str(uuid.uuid4()),
+            execution_id=execution_id,
+            action=action,
+            timestamp=whole_milliseconds(self._clock.now()),
+            details=details,
         )

@@ -3,8 +3,11 @@ and the in-memory adapters implement them too."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
+
+import msgspec
 
 from domain.audit import AuditEvent
 from domain.model import (
@@ -127,11 +130,126 @@ class AuditSink(Protocol):
         ...
 
 
+class AuditOutboxUnavailableError(Exception):
+    """The outbox cannot be used now (Valkey away, the local store locked or full)."""
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """An event as the outbox hands it to the process that claimed it."""
+
+    entry_id: str  # the outbox's own name for the entry (a stream id, a row number)
+    event: AuditEvent
+
+
+class OutboxBacklog(msgspec.Struct, frozen=True, kw_only=True):
+    pending: int  # events recorded and not yet acknowledged, claimed or not
+    oldest_age: float | None  # seconds since the oldest of them was recorded; None: none
+
+
+class AuditOutbox(Protocol):
+    """The durable outbox (SPEC section 9): events wait here until every sink holds them.
+
+    Each process is one consumer of it, under a name of its own; several processes may
+    share one outbox, and an entry is claimed by one of them at a time.
+    """
+
+    async def append(self, event: AuditEvent) -> None:
+        """Persist the event before returning; raises `AuditOutboxUnavailableError`."""
+        ...
+
+    async def claim(self, count: int) -> list[OutboxEntry]:
+        """Up to `count` entries for this consumer, in this order: those it holds already
+        (its claim renewed, so that no other consumer takes them), those another consumer
+        left unacknowledged for longer than `audit.claimIdle` (it stopped), then new ones.
+        Raises `AuditOutboxUnavailableError`."""
+        ...
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        """Every sink holds these entries' events: they are no longer pending. Raises
+        `AuditOutboxUnavailableError`."""
+        ...
+
+    async def backlog(self) -> OutboxBacklog:
+        """What is pending; raises `AuditOutboxUnavailableError`."""
+        ...
+
+    async def trim(self) -> int:
+        """Drop acknowledged entries the outbox no longer keeps, never a pending one; how
+        many were dropped. Raises `AuditOutboxUnavailableError`."""
+        ...
+
+
+class AuditSpool(Protocol):
+    """Where events wait while the outbox cannot be written (a local file)."""
+
+    async def append(self, event: AuditEvent) -> None:
+        """Persist the event before returning; raises `OSError` when it cannot."""
+        ...
+
+    async def replay(self, into: Callable[[AuditEvent], Awaitable[None]]) -> int:
+        """Hand spooled events to `into`, oldest first, forgetting each one it took; the
+        number moved. The first error of `into` stops the replay and propagates, and the
+        event it refused stays spooled with the rest."""
+        ...
+
+
+class AuditDeadLetters(Protocol):
+    """Events a sink refused for good, kept so that none is lost."""
+
+    async def keep(self, event: AuditEvent, sink: str, reason: str) -> None: ...
+
+
+class AuditShippingObserver(Protocol):
+    """What the shipper tells the edges, for metrics and logs (never a value: events carry
+    none, and only their ids are named)."""
+
+    def delivered(self, sink: str) -> None: ...
+
+    def retrying(self, sink: str, error: str, delay: float, *, first: bool) -> None:
+        """A delivery to `sink` failed and waits `delay` seconds; `first`: the sink was
+        fine until now."""
+        ...
+
+    def recovered(self, sink: str) -> None:
+        """`sink` took an event again after failing."""
+        ...
+
+    def rejected(self, sink: str, event_id: str, reason: str) -> None: ...
+
+    def replayed(self, count: int) -> None:
+        """`count` spooled events moved to the outbox."""
+        ...
+
+    def backlog(self, backlog: OutboxBacklog) -> None: ...
+
+    def trouble(self, what: str, error: BaseException) -> None:
+        """Something the shipper will try again failed (the outbox, the spool, a bug)."""
+        ...
+
+
 class AuditTrail(Protocol):
     """The audit events kept where this process can read them back."""
 
     async def events_of(self, execution_id: str) -> list[AuditEvent]:
         """The execution's events, oldest first."""
+        ...
+
+    async def latest(self, *, execution_id: str | None, limit: int) -> list[AuditEvent]:
+        """The newest `limit` events (of one execution, or of all), oldest first."""
+        ...
+
+
+class RefusalTally(Protocol):
+    """Requests the rate limit refused, counted per execution and minute by every process
+    that shares the limit, so that `rate_limited` is recorded once per minute in all."""
+
+    async def add(self, execution_id: str, minute: int) -> int:
+        """Count one refusal in `minute` (whole minutes since the epoch, UTC); the count so
+        far, 1 for the minute's first refusal anywhere."""
+        ...
+
+    async def count(self, execution_id: str, minute: int) -> int:
+        """The refusals counted in `minute`; 0 once the tally has forgotten it."""
         ...
 
 

@@ -11,6 +11,14 @@ from dependency_injector import containers, providers
 from loguru import logger
 from prometheus_client import CollectorRegistry, Counter
 
+from adapters.audit.health import AuditHealthProbe
+from adapters.audit.log import DurableAuditLog
+from adapters.audit.metrics import AuditMetrics
+from adapters.audit.sinks.backend import BackendAuditSink
+from adapters.audit.sinks.file import FileAuditSink
+from adapters.audit.sinks.stdout import StdoutAuditSink
+from adapters.audit.sinks.store import SqliteAuditSink
+from adapters.audit.spool import FileAuditSpool
 from adapters.auth.cache import CachedTokenVerifier
 from adapters.auth.jwt import JwtTokenCodec, SigningKey
 from adapters.backend_http.client import HttpBackendClient
@@ -23,8 +31,9 @@ from adapters.backend_http.repositories import (
 from adapters.clock import SystemClock
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
+from adapters.memory.refusal_tally import InMemoryRefusalTally
 from adapters.memory.revocations import CachedRevocationList
-from adapters.sqlite.audit import SqliteAuditLog
+from adapters.sqlite.audit_outbox import SqliteAuditDeadLetters, SqliteAuditOutbox
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.idempotency import SqliteIdempotencyStore
 from adapters.sqlite.revocations import SqliteRevocationList
@@ -33,29 +42,40 @@ from adapters.sqlite.tool_calls import SqliteToolCallLog
 from adapters.sqlite.variables import SqliteVariableRepository
 from adapters.tools.builtin import BuiltinToolGateway, BuiltinToolsConfig, EmailConfig
 from adapters.tools.logged import LoggedToolGateway
+from adapters.valkey.audit_outbox import ValkeyAuditOutbox
 from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
 from adapters.valkey.executions import ValkeyExecutionCache
 from adapters.valkey.gate import ValkeyGate
 from adapters.valkey.health import ValkeyHealthProbe
 from adapters.valkey.idempotency import ValkeyIdempotencyStore
 from adapters.valkey.rate_limiter import ValkeyRateLimiter
+from adapters.valkey.refusal_tally import ValkeyRefusalTally
 from adapters.valkey.revocations import ValkeyRevocationFeed
 from adapters.valkey.variables import ValkeyVariableCache
 from application.audit import AuditRecorder
+from application.audit_shipping import AuditShipper
 from application.create_execution import CreateExecution
 from application.delete_variable import DeleteVariable
 from application.get_context import GetContext
 from application.get_input import GetInput
 from application.get_variable import GetVariable
 from application.list_variables import ListVariables
-from application.ports import VariableRepository
+from application.ports import AuditSink, VariableRepository
+from application.record_rate_limited import RecordRateLimited
 from application.report_execution import ReportExecution
 from application.revoke_execution import RevokeExecution
 from application.run_tool_action import RunToolAction
 from application.set_condition import SetCondition
 from application.set_output import SetOutput
 from application.set_variable import SetVariable
+from entrypoints.audit_shipping import (
+    audit_shipping,
+    consumer_name,
+    poll_interval,
+    trim_interval,
+)
 from entrypoints.http.observability import HttpMetrics
+from entrypoints.rate_limited_reports import rate_limited_reports
 from entrypoints.settings import Settings
 
 AUDIT_KEY_LABEL = b"cronium-runtime audit key"
@@ -159,6 +179,11 @@ async def valkey_lifecycle(
         if isinstance(cache, ValkeyVariableCache):
             await cache.aclose()
         await client().aclose()
+
+
+def chosen_audit_sinks(names: tuple[str, ...], **sinks: Callable[[], AuditSink]) -> list[AuditSink]:
+    """The sinks `audit.sinks` names, in its order; each built only when named."""
+    return [sinks[name]() for name in names]
 
 
 def counting(counter: Counter) -> Callable[[str], None]:
@@ -303,10 +328,85 @@ class Container(containers.DeclarativeContainer):
         ),
         backend=tools_by_mode,
     )
-    audit_log = providers.Singleton(SqliteAuditLog, store)
-    audit_trail = audit_log
+    # Audit sinks: where the outbox's events are delivered, as `audit.sinks` chooses (default
+    # `backend` with a backend, else `store`). Only the chosen ones are built.
+    audit_store_sink = providers.Singleton(SqliteAuditSink, store)
+    audit_sinks = providers.Singleton(
+        chosen_audit_sinks,
+        settings.provided.audit.sinks,
+        backend=providers.Singleton(BackendAuditSink, backend_client).provider,
+        store=audit_store_sink.provider,
+        file=providers.Singleton(
+            FileAuditSink,
+            settings.provided.audit.file_path,
+            max_size=settings.provided.audit.file_max_size,
+            backups=settings.provided.audit.file_backups,
+        ).provider,
+        stdout=providers.Singleton(StdoutAuditSink).provider,
+    )
+
+    # Audit outbox: every event is persisted there before the reply (Valkey's stream, else
+    # the local store's table), or in the spool file while it cannot be written; the shipper
+    # (one task per process, with the container's resources) delivers it to `audit_sinks`.
+    audit_consumer = providers.Singleton(consumer_name)
+    audit_outbox = providers.Selector(
+        sharing,
+        process=providers.Singleton(
+            SqliteAuditOutbox,
+            store,
+            consumer=audit_consumer,
+            claim_idle=settings.provided.audit.claim_idle,
+            clock=clock,
+        ),
+        valkey=providers.Singleton(
+            ValkeyAuditOutbox,
+            client=valkey_client,
+            gate=valkey_gate,
+            consumer=audit_consumer,
+            claim_idle=settings.provided.audit.claim_idle,
+            max_age=settings.provided.audit.stream_max_age,
+        ),
+    )
+    audit_spool = providers.Singleton(FileAuditSpool, settings.provided.audit.spool_path)
+    audit_metrics = providers.Singleton(AuditMetrics, metrics_registry)
+    audit_shipper = providers.Singleton(
+        AuditShipper,
+        outbox=audit_outbox,
+        sinks=audit_sinks,
+        spool=audit_spool,
+        dead_letters=providers.Singleton(SqliteAuditDeadLetters, store, clock=clock),
+        observer=audit_metrics,
+        concurrency=settings.provided.audit.ship_concurrency,
+        retry_max=settings.provided.audit.ship_retry_max,
+        poll_interval=providers.Callable(poll_interval, settings),
+        trim_interval=providers.Callable(trim_interval, settings),
+    )
+    # How long the shipper may deliver at shutdown; the one-shot CLI commands shorten it.
+    audit_flush_within = providers.Callable(lambda s: s.server.shutdown_timeout, settings)
+    audit_shipping_resource = providers.Resource(
+        audit_shipping,
+        audit_shipper,
+        audit_sinks,
+        audit_flush_within,
+        store_resource,
+        valkey_resource,
+        backend_resource,
+    )
+    audit_log = providers.Singleton(
+        DurableAuditLog,
+        outbox=audit_outbox,
+        spool=audit_spool,
+        metrics=audit_metrics,
+        on_recorded=audit_shipper.provided.wake,
+    )
+    # The trail this process reads back (`run`'s report, the `audit` command): the store sink's.
+    audit_trail = audit_store_sink
     audit = providers.Singleton(
-        AuditRecorder, log=audit_log, clock=clock, key=providers.Callable(audit_key, settings)
+        AuditRecorder,
+        log=audit_log,
+        clock=clock,
+        key=providers.Callable(audit_key, settings),
+        fail_closed=settings.provided.audit.fail_closed,
     )
 
     token_codec = providers.Singleton(
@@ -372,6 +472,30 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
+    # `rate_limited` audit events: refusals counted per execution and minute (in Valkey for
+    # the whole fleet, else in this process); the process that counted a minute's first
+    # refusal records the minute once it is over, from a task this resource runs.
+    local_refusal_tally = providers.Singleton(InMemoryRefusalTally)
+    refusal_tally = providers.Selector(
+        sharing,
+        process=local_refusal_tally,
+        valkey=providers.Singleton(
+            ValkeyRefusalTally, client=valkey_client, gate=valkey_gate, fallback=local_refusal_tally
+        ),
+    )
+    rate_limited_audit = providers.Singleton(
+        RecordRateLimited, tally=refusal_tally, audit=audit, clock=clock
+    )
+    # Stopped before the shipper (which it names), so that its last events are in the
+    # outbox for the shipper's final flush.
+    rate_limited_audit_resource = providers.Resource(
+        rate_limited_reports,
+        rate_limited_audit,
+        audit_shipping_resource,
+        store_resource,
+        valkey_resource,
+    )
+
     local_rate_limiter = providers.Singleton(
         InProcessRateLimiter, limit_per_minute=settings.provided.security.rate_limit_per_min
     )
@@ -402,8 +526,7 @@ class Container(containers.DeclarativeContainer):
                 timeout=settings.provided.cache.command_timeout,
             ),
         ),
-        # The audit trail is the store's until the audit issue adds its outbox and sinks.
-        providers.Singleton(SqliteHealthProbe, store, name="audit"),
+        providers.Singleton(AuditHealthProbe, audit_outbox, audit_spool),
     )
 
     get_input = providers.Factory(GetInput, executions=execution_repository, audit=audit)

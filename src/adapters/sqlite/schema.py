@@ -114,4 +114,23 @@ _V1: tuple[str, ...] = (
     "CREATE INDEX revocations_by_expiry ON revocations (expires_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# The audit outbox in use (the audit issue).
+_V2: tuple[str, ...] = (
+    # Events a sink refused for good (a 4xx), kept so that none is lost: one row per event
+    # and sink, `reason` being what the sink said.
+    """
+    CREATE TABLE audit_dead_letters (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL,
+        sink TEXT NOT NULL,
+        event TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        UNIQUE (id, sink)
+    )
+    """,
+    # A claim looks up a consumer's own rows, and rows claimed before a time.
+    "CREATE INDEX audit_outbox_by_claim ON audit_outbox (claimed_by, claimed_at)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)

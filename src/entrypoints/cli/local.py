@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+from dependency_injector import providers
 
 from application.create_execution import CreateExecutionCommand
 from application.delete_variable import DeleteVariableCommand
 from application.get_variable import GetVariableCommand
 from application.list_variables import ListVariablesCommand
 from application.set_variable import SetVariableCommand
+from domain.audit import AuditEvent, encode_event
 from domain.model import ExecutionContext, Principal, RequestContext, utc_timestamp
 from entrypoints.container import Container
 from entrypoints.dev_secret import with_development_secret
@@ -28,6 +30,10 @@ T = TypeVar("T")
 
 # The CLI acts as an execution of its own, so its variable changes are audited like any.
 CLI_EXECUTION_ID = "cli"
+# Seconds a one-shot command (within `server.shutdownTimeout`) spends delivering audit
+# events before it exits. They are in the outbox already; what a sink does not take in that
+# time is left there for a serving process.
+ONE_SHOT_FLUSH = 2.0
 
 
 class CommandError(Exception):
@@ -39,6 +45,8 @@ def run_in_container(settings: Settings, work: Callable[[Container], Awaitable[T
 
     async def with_resources() -> T:
         container = Container(settings=settings)
+        flush_within = min(ONE_SHOT_FLUSH, settings.server.shutdown_timeout)
+        container.audit_flush_within.override(providers.Object(flush_within))
         if (opening := container.init_resources()) is not None:
             await opening
         try:
@@ -171,3 +179,57 @@ def variables(settings: Settings, action: str, key: str | None, value: Any, as_j
         return ""
 
     return run_in_container(settings, work)
+
+
+def audit_events(settings: Settings, execution_id: str | None, limit: int, as_json: bool) -> str:
+    """`audit`: the newest `limit` events of the store sink's trail, oldest first, as text
+    lines or a JSON array of wire-form events."""
+    if "store" not in settings.audit.sinks:
+        print(
+            f"cronium-runtime: note: audit.sinks is {','.join(settings.audit.sinks)}, without"
+            " store: the local trail receives no new events",
+            file=sys.stderr,
+        )
+
+    async def read() -> list[AuditEvent]:
+        # Only the store: reading the trail needs no backend, Valkey, secret or shipper.
+        container = Container(settings=settings)
+        await container.store_resource.init()  # type: ignore[misc]
+        try:
+            trail = container.audit_store_sink()
+            return await trail.latest(execution_id=execution_id, limit=limit)
+        finally:
+            await container.store_resource.shutdown()  # type: ignore[misc]
+
+    events = asyncio.run(read())
+    if as_json:
+        return "[" + ",".join(encode_event(event).decode() for event in events) + "]"
+    return "\n".join(audit_line(event) for event in events)
+
+
+def audit_line(event: AuditEvent) -> str:
+    """One event on one line: time, execution, action, outcome, then the details it has."""
+    details = event.details
+    named = (
+        ("user", details.user_id),
+        ("key", details.key),
+        ("tool", details.tool),
+        ("toolAction", details.tool_action),
+        ("count", details.count),
+        ("intent", details.intent_id),
+        ("request", details.request_id),
+    )
+    extras = [
+        f"{name}={json.dumps(value, ensure_ascii=False)}"
+        for name, value in named
+        if value is not None
+    ]
+    return "  ".join(
+        [
+            utc_timestamp(event.timestamp),
+            event.execution_id or "-",
+            event.action.value,
+            details.outcome,
+            " ".join(extras),
+        ]
+    ).rstrip()

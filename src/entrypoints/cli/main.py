@@ -10,6 +10,8 @@ from typing import NoReturn
 from domain.model import Principal
 from entrypoints.version import VERSION
 
+DEFAULT_AUDIT_LIMIT = 100
+
 
 class UsageError(Exception):
     """A command line that cannot be carried out as written (exit status 2)."""
@@ -63,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     setting.add_argument("key")
     setting.add_argument("value", help="the value as JSON, such as 42 or '\"text\"'")
     variable_commands.add_parser("delete", help="remove the variable").add_argument("key")
+
+    trail = commands.add_parser(
+        "audit", help="the audit trail kept in the local store (the store sink), oldest first"
+    )
+    trail.add_argument("--execution", help="only this execution's events")
+    trail.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=DEFAULT_AUDIT_LIMIT,
+        help=f"the newest N events (default {DEFAULT_AUDIT_LIMIT})",
+    )
+    trail.add_argument(
+        "--json", action="store_true", help="a JSON array of the events in their wire form"
+    )
 
     running = commands.add_parser(
         "run",
@@ -123,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "token": _token,
             "executions": _create_execution,
             "vars": _variables,
+            "audit": _audit,
             "run": _run,
         }[args.command]
         return run(args)
@@ -185,6 +202,13 @@ def _variables(args: argparse.Namespace) -> int:
             raise UsageError(f"{error} (quote text as JSON: '\"text\"')") from None
     key, as_json = getattr(args, "key", None), getattr(args, "json", False)
     return _print(variables(load_settings(), args.action, key, value, as_json))
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from entrypoints.cli.local import audit_events
+    from entrypoints.settings import load_settings
+
+    return _print(audit_events(load_settings(), args.execution, args.limit, args.json))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -225,6 +225,8 @@ class _Runner:
             self._clear_progress()
         duration_ms = round((time.monotonic() - started) * 1000)
         exit_code = 128 - returncode if returncode < 0 else returncode
+        # The report counts the events the store's trail holds: deliver them there first.
+        await container.audit_shipper().flush(settings.server.shutdown_timeout, patient=True)
         report = await container.report_execution().execute(
             ReportExecutionCommand(execution_id=context.execution_id, user_id=user_id)
         )

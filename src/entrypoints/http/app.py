@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         revocations=container.revocations(),
         limiter=container.rate_limiter(),
         audit=container.audit(),
+        refusals=container.rate_limited_audit(),
         on_failure=on_auth_failure,
     )
     # After authentication: the key is scoped to the token's execution.

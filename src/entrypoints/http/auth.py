@@ -9,6 +9,7 @@ from litestar.middleware import ASGIMiddleware
 
 from application.audit import AuditRecorder
 from application.ports import RateLimiter, RevocationList, TokenVerifier
+from application.record_rate_limited import RecordRateLimited
 from domain.errors import (
     AuthenticationError,
     RateLimitedError,
@@ -44,8 +45,9 @@ class ScriptAuthMiddleware(ASGIMiddleware):
     The revocation list is asked on every request, after the verifier (whose answers may
     come from its cache), so a revocation applies at once. Every refusal is counted by its
     code (`on_failure`) and audited as `auth_denied`. Every answer after authentication
-    carries the RateLimit fields of SPEC section 4; a refusal raises `RateLimitedError`,
-    whose answer the error table gives the same fields.
+    carries the RateLimit fields of SPEC section 4; a rate-limit refusal is counted for the
+    minute's `rate_limited` audit event and raises `RateLimitedError`, whose answer the
+    error table gives the same fields.
     """
 
     # Not for scripts: the handlers marked `opt={PUBLIC: True}`, the OpenAPI documents and
@@ -55,16 +57,19 @@ class ScriptAuthMiddleware(ASGIMiddleware):
 
     def __init__(
         self,
+        *,
         verifier: TokenVerifier,
         revocations: RevocationList,
         limiter: RateLimiter,
         audit: AuditRecorder,
+        refusals: RecordRateLimited,
         on_failure: FailureCounter = lambda code: None,
     ) -> None:
         self._verifier = verifier
         self._revocations = revocations
         self._limiter = limiter
         self._audit = audit
+        self._refusals = refusals
         self._on_failure = on_failure
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
@@ -77,6 +82,14 @@ class ScriptAuthMiddleware(ASGIMiddleware):
             raise
         decision = await self._limiter.acquire(principal.execution_id)
         if not decision.allowed:
+            client = scope.get("client")
+            await self._refusals.refused(
+                RequestContext(
+                    principal=principal,
+                    request_id=scope["state"]["request_id"],
+                    client_address=client[0] if client else None,
+                )
+            )
             raise RateLimitedError(limit=decision.limit, retry_after=decision.reset_after)
         scope["user"] = principal
         headers = [

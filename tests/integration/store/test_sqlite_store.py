@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from adapters.sqlite.audit import SqliteAuditLog
+from adapters.audit.sinks.store import SqliteAuditSink
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.schema import MIGRATIONS
 from adapters.sqlite.store import SqliteHealthProbe, SqliteStore, StoreClosedError
 from adapters.sqlite.tool_calls import SqliteToolCallLog
 from adapters.sqlite.variables import SqliteVariableRepository
 from application.ports import HealthProbe
-from domain.audit import AuditAction, AuditDetails, AuditEvent
+from domain.audit import AuditAction, AuditDetails, AuditEvent, whole_milliseconds
 from domain.errors import BackendUnavailableError
 from domain.model import ExecutionContext, ExecutionOutcome, ToolCall, ToolCallRecord, ToolResult
 
@@ -32,6 +32,7 @@ TABLES = {
     "tool_calls",
     "audit_events",
     "audit_outbox",
+    "audit_dead_letters",
     "idempotency",
     "revocations",
 }
@@ -57,7 +58,7 @@ EVENT = AuditEvent(
     id="2b7f5e7c-8f7e-4c39-9d0b-5d1c9c3c1a11",
     execution_id="exec-1",
     action=AuditAction.SET_OUTPUT,
-    timestamp=AT,
+    timestamp=whole_milliseconds(AT),
     details=AuditDetails(outcome="ok", user_id="local", value_hmac="hmac-sha256:00"),
 )
 
@@ -79,7 +80,7 @@ async def test_everything_written_survives_closing_and_reopening_the_store(
     await SqliteVariableRepository(first).put("local", "greeting", "grüß dich", AT)
     await SqliteVariableRepository(first).put("local", "nothing", None, AT)
     await SqliteToolCallLog(first).record(TOOL_CALL)
-    await SqliteAuditLog(first).record(EVENT)
+    await SqliteAuditSink(first).deliver(EVENT)
     await first.close()
 
     second = await open_store()
@@ -97,7 +98,7 @@ async def test_everything_written_survives_closing_and_reopening_the_store(
     assert nothing is not None
     assert nothing.value is None
     assert await SqliteToolCallLog(second).calls("exec-1") == [TOOL_CALL]
-    assert await SqliteAuditLog(second).events_of("exec-1") == [EVENT]
+    assert await SqliteAuditSink(second).events_of("exec-1") == [EVENT]
 
 
 async def test_the_first_read_time_is_the_one_stored_for_every_later_process(
@@ -243,11 +244,11 @@ async def test_the_event_loop_keeps_running_while_another_process_holds_the_writ
     assert written.value == "after"
 
 
-async def test_an_audit_event_recorded_twice_is_kept_once(open_store: OpenStore) -> None:
-    audit = SqliteAuditLog(await open_store())
+async def test_an_audit_event_delivered_twice_is_kept_once(open_store: OpenStore) -> None:
+    audit = SqliteAuditSink(await open_store())
 
-    await audit.record(EVENT)
-    await audit.record(EVENT)
+    await audit.deliver(EVENT)
+    await audit.deliver(EVENT)
 
     assert await audit.events_of("exec-1") == [EVENT]
 

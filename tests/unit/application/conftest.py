@@ -49,9 +49,12 @@ class FixedClock(Clock):
 
 
 class FailingAuditLog(AuditLog):
-    """An audit trail that cannot be written."""
+    """An audit trail that cannot be written: neither the outbox nor the spool."""
 
     async def record(self, event: AuditEvent) -> None:
+        raise AuditUnavailableError()
+
+    async def record_or_refuse(self, event: AuditEvent) -> None:
         raise AuditUnavailableError()
 
 

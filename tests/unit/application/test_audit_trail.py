@@ -4,6 +4,9 @@ who asked and an HMAC of the value that moved, never the value itself."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,7 +26,7 @@ from application.run_tool_action import RunToolAction, RunToolActionCommand
 from application.set_condition import SetCondition, SetConditionCommand
 from application.set_output import SetOutput, SetOutputCommand
 from application.set_variable import SetVariable, SetVariableCommand
-from domain.audit import AuditAction
+from domain.audit import AuditAction, decode_event, encode_event
 from domain.errors import (
     AuditUnavailableError,
     DomainError,
@@ -232,7 +235,9 @@ async def test_a_null_variable_read_is_fingerprinted_as_null(world, audit_log, a
     assert event.details.value_hmac != fingerprint("null")
 
 
-async def test_details_that_are_absent_are_left_out_of_the_encoded_event(world, audit_log):
+async def test_unknown_claims_are_null_and_absent_optional_details_left_out_on_the_wire(
+    world, audit_log
+):
     context = RequestContext(
         principal=Principal(execution_id="exec-alice-1", user_id="alice"),
         request_id="req-a9",
@@ -242,9 +247,40 @@ async def test_details_that_are_absent_are_left_out_of_the_encoded_event(world, 
     await set_condition(world, context, "exec-alice-1")
 
     [event] = audit_log.events
-    encoded_details = msgspec.json.decode(msgspec.json.encode(event))["details"]
-    assert event.details.client_address is None
-    assert None not in encoded_details.values()
+    assert json.loads(encode_event(event))["details"] == {
+        "userId": "alice",
+        "eventId": None,
+        "jobId": None,
+        "requestId": "req-a9",
+        "clientAddress": None,
+        "outcome": "ok",
+    }
+
+
+async def test_the_wire_form_carries_the_hmac_of_the_values_canonical_json(world, audit_log, alice):
+    value = {"zähler": 3, "b": [1, None, "ß"], "a": {"y": True, "x": "🔑"}}
+    key = b"a known audit key"
+    audit = AuditRecorder(log=audit_log, clock=world.clock, key=key)
+
+    await SetVariable(variables=world.variables, clock=world.clock, audit=audit).execute(
+        SetVariableCommand(context=alice, execution_id="exec-alice-1", key=KEY, value=value)
+    )
+
+    # Keys sorted at every level, no spaces, non-ASCII kept as UTF-8 (SPEC section 9).
+    canonical = '{"a":{"x":"🔑","y":true},"b":[1,null,"ß"],"zähler":3}'.encode()
+    expected = hmac.new(key, canonical, hashlib.sha256).hexdigest()
+    [event] = audit_log.events
+    assert json.loads(encode_event(event))["details"]["valueHmac"] == f"hmac-sha256:{expected}"
+
+
+async def test_event_timestamps_are_cut_to_the_wires_milliseconds(world, audit_log, clock, alice):
+    clock.moment = clock.moment.replace(microsecond=123999)
+
+    await get_input(world, alice, "exec-alice-1")
+
+    [event] = audit_log.events
+    assert event.timestamp == clock.moment.replace(microsecond=123000)
+    assert decode_event(encode_event(event)) == event
 
 
 async def test_every_event_has_its_own_id(world, audit_log, alice):

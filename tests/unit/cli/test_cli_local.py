@@ -26,7 +26,7 @@ from test_cli_main import (
     verify,
 )
 
-from adapters.sqlite.audit import SqliteAuditLog
+from adapters.audit.sinks.store import SqliteAuditSink
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.store import DATABASE_FILE, SqliteStore
 from adapters.sqlite.variables import SqliteVariableRepository
@@ -651,7 +651,7 @@ def test_the_clis_variable_operations_are_audited_as_the_execution_cli(
     fail(capsys, 1, "vars", "get", "k")
 
     async def events(store: SqliteStore) -> list[Any]:
-        return await SqliteAuditLog(store).events_of("cli")
+        return await SqliteAuditSink(store).events_of("cli")
 
     recorded = on_store(tmp_path, events)
     assert [(event.action, event.details.outcome) for event in recorded] == [

@@ -1,0 +1,1 @@
+"""The destinations of the audit trail (`audit.sinks`), each an `AuditSink`."""
