@@ -3,7 +3,7 @@ from __future__ import annotations
 import msgspec
 
 from application.ports import AuditTrail, ExecutionCatalog, ToolCallLog, VariableRepository
-from domain.audit import OUTCOME_OK, AuditAction
+from domain.audit import OUTCOME_OK, OUTCOME_PENDING, AuditAction
 from domain.errors import VariableNotFoundError
 from domain.model import ExecutionReport, WrittenVariable
 
@@ -66,5 +66,6 @@ class ReportExecution:
             variables_read=list(read),
             variables_written=current,
             tool_calls=await self._tool_calls.calls(command.execution_id),
-            audit_events=len(events),
+            # An intent (`audit.failClosed`) announces an operation; its outcome is the event.
+            audit_events=sum(event.details.outcome != OUTCOME_PENDING for event in events),
         )

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import uvicorn
 
 from application.create_execution import CreateExecutionCommand
@@ -69,14 +70,22 @@ class RunOptions:
 
 
 def run_settings(environ: Mapping[str, str], *, state: str | None, send_tools: bool) -> Settings:
-    """The settings of the environment, with `--state` as the store folder and built-in tools,
-    in dry run unless `--send-tools`."""
+    """The settings of the environment, with `--state` as the store folder, built-in tools in
+    dry run unless `--send-tools`, and the audit trail kept in the store."""
     env = dict(environ)
     if state is not None:
         env["RUNTIME_STORE_PATH"] = str(Path(state).expanduser().resolve())
     env["RUNTIME_TOOLS_MODE"] = "builtin"
     env["RUNTIME_TOOLS_DRY_RUN"] = "false" if send_tools else "true"
-    return load_settings(env)
+    settings = load_settings(env)
+    # The report reads the store's audit trail, and stdout belongs to the script (or to the
+    # one JSON report): the store sink is always on, and a stdout sink is left out.
+    sinks = tuple(sink for sink in settings.audit.sinks if sink != "stdout")
+    if "store" not in sinks:
+        sinks = (*sinks, "store")
+    return msgspec.structs.replace(
+        settings, audit=msgspec.structs.replace(settings.audit, sinks=sinks)
+    )
 
 
 def run(options: RunOptions, environ: Mapping[str, str] | None = None) -> int:

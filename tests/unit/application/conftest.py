@@ -187,8 +187,12 @@ def audit_log() -> InMemoryAuditLog:
 
 
 @pytest.fixture
-def audit(audit_log: InMemoryAuditLog, clock: FixedClock) -> AuditRecorder:
-    return AuditRecorder(log=audit_log, clock=clock, key=AUDIT_KEY)
+def audit(
+    audit_log: InMemoryAuditLog, clock: FixedClock, request: pytest.FixtureRequest
+) -> AuditRecorder:
+    """The recorder; `indirect` with "fail_closed" makes it announce writes by an intent."""
+    fail_closed = getattr(request, "param", None) == "fail_closed"
+    return AuditRecorder(log=audit_log, clock=clock, key=AUDIT_KEY, fail_closed=fail_closed)
 
 
 @pytest.fixture

@@ -517,3 +517,17 @@ async def test_reporting_an_unknown_execution_raises_not_found(world):
         )
 
     assert missing.value.execution_id == "exec-nobody"
+
+
+@pytest.mark.parametrize("audit", ["fail_closed"], indirect=True)
+async def test_an_intent_is_not_counted_as_an_event_of_its_own(world, run_a):
+    # Under audit.failClosed a write is announced by an intent, then recorded by its outcome:
+    # the report counts operations, as it does without failClosed.
+    await run_a.set("counter", 1)
+    await run_a.get("counter")
+    await run_a.output({"done": True})
+
+    report = await world.report_of(run_a)
+
+    assert report.audit_events == 3
+    assert len(await world.audit_log.events_of("exec-alice-1")) == 5

@@ -71,6 +71,23 @@ def test_the_settings_put_the_store_in_state_and_tools_in_dry_run(tmp_path: Path
     assert sending.tools.dry_run is False
 
 
+@pytest.mark.parametrize(
+    ("configured", "kept"),
+    [
+        ("store", ("store",)),
+        ("stdout", ("store",)),
+        ("file,stdout", ("file", "store")),
+        ("store,file", ("store", "file")),
+    ],
+)
+def test_the_trail_is_kept_in_the_store_and_never_on_stdout(
+    tmp_path: Path, configured: str, kept: tuple[str, ...]
+) -> None:
+    # The report counts the store's trail; stdout carries the script's output or the report.
+    environ = {"HOME": str(tmp_path), "AUDIT_SINKS": configured}
+    assert run_settings(environ, state=None, send_tools=False).audit.sinks == kept
+
+
 def test_the_text_summary_names_a_deleted_variable_and_a_dry_run() -> None:
     summary = {
         "executionId": "exec-1",
