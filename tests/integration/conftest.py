@@ -1,4 +1,5 @@
-"""`cronium-runtime serve` as a real process on a loopback port, driven over a real socket."""
+"""What every integration folder shares: `cronium-runtime serve` as a real process on a
+loopback port, driven over a real socket, and real valkey-server processes."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from processes import REPO, base_environment, cli_command
+from valkey_servers import ValkeyCluster, ValkeyServer, require_binary
+
+from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
 
 STARTUP_DEADLINE = 15.0
 STOP_DEADLINE = 10.0
@@ -229,3 +233,62 @@ def run_cli() -> RunCli:
         )
 
     return run
+
+
+# --- real Valkey, for every folder's tests: servers and a cluster on free loopback ports
+
+StartValkeyServer = Callable[..., ValkeyServer]
+OpenClient = Callable[..., ValkeyClient]
+
+
+@pytest.fixture
+def valkey_server_factory(tmp_path: Path) -> Iterator[StartValkeyServer]:
+    """Starts a `ValkeyServer(**options)` (password=, tls=, tls_only=, appendonly=, ...), ready.
+
+    Every server it started is stopped at teardown, whatever the test did to it. Without
+    valkey-server on the machine the test fails, never skips.
+    """
+    require_binary("valkey-server")
+    started: list[ValkeyServer] = []
+
+    def start(**options: Any) -> ValkeyServer:
+        server = ValkeyServer(tmp_path / f"valkey-{len(started)}", **options)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def valkey_server(valkey_server_factory: StartValkeyServer) -> ValkeyServer:
+    """A plain standalone server: no password, no TLS, no persistence."""
+    return valkey_server_factory()
+
+
+@pytest.fixture(scope="module")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
+    """Three primaries on loopback with every slot assigned; shared by a module's tests,
+    which should use keys of their own (creating a cluster takes a few seconds)."""
+    require_binary("valkey-server")
+    require_binary("valkey-cli")
+    cluster = ValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def open_client() -> AsyncIterator[OpenClient]:
+    """`create_client(ValkeyOptions(url=..., **options))`; every client closed at teardown."""
+    clients: list[ValkeyClient] = []
+
+    def open_one(url: str, **options: Any) -> ValkeyClient:
+        client = create_client(ValkeyOptions(url=url, **options))
+        clients.append(client)
+        return client
+
+    yield open_one
+    for client in clients:
+        await client.aclose()

@@ -3,67 +3,13 @@ thread of its own, and `serve` processes in backend mode with short audit waits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from audit_kit import SECRET, LoopThread, Service, ThreadedBackend
-from valkey_servers import ValkeyCluster, ValkeyServer, require_binary
 
-from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
-
-StartValkeyServer = Callable[..., ValkeyServer]
 MakeService = Callable[..., Service]
-
-
-@pytest.fixture
-def valkey_server_factory(tmp_path: Path) -> Iterator[StartValkeyServer]:
-    """Starts a `ValkeyServer(**options)` (appendonly=, ...), ready; all stopped at teardown."""
-    require_binary("valkey-server")
-    started: list[ValkeyServer] = []
-
-    def start(**options: Any) -> ValkeyServer:
-        server = ValkeyServer(tmp_path / f"valkey-{len(started)}", **options)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def valkey_server(valkey_server_factory: StartValkeyServer) -> ValkeyServer:
-    return valkey_server_factory()
-
-
-@pytest.fixture(scope="module")
-def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
-    require_binary("valkey-server")
-    require_binary("valkey-cli")
-    cluster = ValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"))
-    cluster.start()
-    yield cluster
-    cluster.stop()
-
-
-OpenClient = Callable[..., ValkeyClient]
-
-
-@pytest.fixture
-async def open_client() -> AsyncIterator[OpenClient]:
-    """`create_client(ValkeyOptions(url=..., **options))`; every client closed at teardown."""
-    clients: list[ValkeyClient] = []
-
-    def open_one(url: str, **options: Any) -> ValkeyClient:
-        client = create_client(ValkeyOptions(url=url, **options))
-        clients.append(client)
-        return client
-
-    yield open_one
-    for client in clients:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ a clock that moves only when told."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from valkey_servers import ValkeyServer, require_binary
+from valkey_servers import ValkeyServer
 
 from adapters.sqlite.store import SqliteStore
 from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
@@ -29,16 +29,6 @@ class ManualClock:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
-
-
-@pytest.fixture
-def valkey_server(tmp_path: Path) -> Iterator[ValkeyServer]:
-    """A plain standalone server; fails (never skips) without valkey-server."""
-    require_binary("valkey-server")
-    server = ValkeyServer(tmp_path / "valkey")
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -28,13 +28,12 @@ from fault_proxy import ThreadedFaultProxy
 from service_kit import SECRET, Execution, RunCli, StartServer
 from valkey_servers import (
     HOST,
-    ValkeyCluster,
     ValkeySentinel,
     ValkeyServer,
     require_binary,
 )
 
-from adapters.valkey.client import ValkeyClient, ValkeyOptions, create_client
+from adapters.valkey.client import ValkeyClient
 from adapters.valkey.gate import ValkeyGate
 from adapters.valkey.variables import ValkeyVariableCache
 from application.ports import VariableRepository
@@ -45,45 +44,6 @@ def _valkey_installed() -> None:
     """Fails, never skips, every test here on a machine without valkey-server and valkey-cli."""
     require_binary("valkey-server")
     require_binary("valkey-cli")
-
-
-StartValkeyServer = Callable[..., ValkeyServer]
-
-
-@pytest.fixture
-def valkey_server_factory(tmp_path: Path) -> Iterator[StartValkeyServer]:
-    """Starts a `ValkeyServer(**options)` (password=, tls=, tls_only=, appendonly=, ...), ready.
-
-    Every server it started is stopped at teardown, whatever the test did to it.
-    """
-    started: list[ValkeyServer] = []
-
-    def start(**options: Any) -> ValkeyServer:
-        server = ValkeyServer(tmp_path / f"valkey-{len(started)}", **options)
-        started.append(server)
-        return server.start()
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def valkey_server(valkey_server_factory: StartValkeyServer) -> ValkeyServer:
-    """A plain standalone server: no password, no TLS, no persistence."""
-    return valkey_server_factory()
-
-
-@pytest.fixture(scope="module")
-def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyCluster]:
-    """Three primaries on loopback with every slot assigned; shared by a module's tests,
-    which should use keys of their own (creating a cluster takes a few seconds)."""
-    require_binary("valkey-server")
-    require_binary("valkey-cli")
-    cluster = ValkeyCluster(tmp_path_factory.mktemp("valkey-cluster"))
-    cluster.start()
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture
@@ -118,21 +78,6 @@ def fault_proxy_factory() -> Iterator[StartFaultProxy]:
 
 
 # --- the Valkey adapter tests' fixtures
-
-
-@pytest.fixture
-async def open_client() -> AsyncIterator[OpenClient]:
-    """`create_client(ValkeyOptions(url=..., **options))`; every client closed at teardown."""
-    clients: list[ValkeyClient] = []
-
-    def open_one(url: str, **options: Any) -> ValkeyClient:
-        client = create_client(ValkeyOptions(url=url, **options))
-        clients.append(client)
-        return client
-
-    yield open_one
-    for client in clients:
-        await client.aclose()
 
 
 @pytest.fixture
