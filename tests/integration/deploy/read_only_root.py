@@ -80,6 +80,10 @@ class ReadOnlyRoot:
             recipe.workdir: str(self.workdir),
         }
 
+    @property
+    def _code(self) -> tuple[Path, ...]:
+        return (Path(sys.base_prefix), Path(sys.prefix), REPO)
+
     def environment(self, **overrides: str) -> dict[str, str]:
         """The image's ENV with its paths moved here, then `overrides`; nothing from this
         process (coverage's variables neither: the sandboxed processes cannot write coverage
@@ -100,6 +104,11 @@ class ReadOnlyRoot:
         args += ["--dev", "/dev", "--proc", "/proc"]
         # As a container runtime's tmpfs /tmp is: world-writable and sticky.
         args += ["--perms", "1777", "--tmpfs", str(SANDBOX_TMP)]
+        # The interpreter, the venv and the checkout (its `src`, installed editable), read
+        # only; a checkout under /tmp (a fresh clone in CI) would be hidden by the tmpfs.
+        for path in self._code:
+            if path.is_relative_to(SANDBOX_TMP):
+                args += self._mount(path, "--ro-bind")
         args += self._mount(self.data_folder, "--bind")
         args += self._mount(self.workdir, "--ro-bind")
         args += ["--chdir", str(self.workdir)]
@@ -111,7 +120,7 @@ class ReadOnlyRoot:
         # As root, the process must not be root in disguise (a user namespace would map it to
         # uid 0 outside, the owner of most files): bwrap keeps only the capabilities to change
         # ids, and setpriv gives them up for the image's ids before running `argv`.
-        args += self._reveal(Path(sys.base_prefix), Path(sys.prefix), REPO)
+        args += self._reveal(*(path for path in self._code if not path.is_relative_to(SANDBOX_TMP)))
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--"]
         drop = ["setpriv", "--reuid", uid, "--regid", gid, "--clear-groups"]
         drop += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
