@@ -21,7 +21,10 @@ SECRET = "valkey-service-processes-secret-40-chars"
 USER = "local"  # embedded.userId's default: the owner of every variable here
 FALLBACKS = "cronium_runtime_valkey_fallbacks_total"
 OUTAGE_ANSWER_BOUND = 3.0  # seconds a request may take while Valkey is away (loaded CI)
-RECONNECT_BOUND = 5.0  # seconds for a service to use Valkey again once it is back
+# Seconds for a service to use Valkey again once it is back: the gate's longest pause
+# between tries (5 s, which background pollers reach during an outage), plus a loaded
+# CI machine's slack.
+RECONNECT_BOUND = 10.0
 LIMIT = 20
 
 StartServer = Callable[..., Any]

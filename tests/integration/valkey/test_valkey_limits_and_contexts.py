@@ -69,11 +69,10 @@ async def test_the_decisions_match_the_in_process_limiter_for_the_same_sequence(
 
     for _ in range(min(limit, 30) + 3):
         here, there = await local.acquire("exec-1"), await shared_limiter.acquire("exec-1")
-        assert (there.allowed, there.remaining, there.limit) == (
-            here.allowed,
-            here.remaining,
-            here.limit,
-        )
+        assert (there.allowed, there.limit) == (here.allowed, here.limit)
+        # Two clocks that started apart (this process's, the server's): a refill may fall
+        # between the two calls of one step on a loaded machine.
+        assert abs(there.remaining - here.remaining) <= 1, (here, there)
         assert there.reset_after >= 1
         assert abs(there.reset_after - here.reset_after) <= 1, (here, there)
 
