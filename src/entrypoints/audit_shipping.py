@@ -56,13 +56,20 @@ async def audit_shipping(
     try:
         yield shipper
     finally:
-        # Cancelled mid-round, the shipper keeps what it knew (which sinks took which
-        # event), and the flush goes on from there.
+        # The round under way is let finish, not cancelled: a delivery cancelled after its
+        # sink took the event (a line written from a thread, a POST the backend answered)
+        # would not count as done, and the flush would hand the sink the event again. Only
+        # a round that outlasts the whole flush time is cancelled; the shipper then keeps
+        # what it knew (which sinks took which event), and the flush goes on from there.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + flush_within
         shipper.stop()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        held = await shipper.flush(flush_within)
+        finished, _ = await asyncio.wait({task}, timeout=flush_within)
+        if not finished:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        held = await shipper.flush(max(0.0, deadline - loop.time()))
         if held:
             logger.warning(
                 "{held} audit events were not delivered to every sink before shutdown; they"

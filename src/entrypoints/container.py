@@ -74,7 +74,7 @@ from entrypoints.audit_shipping import (
     poll_interval,
     trim_interval,
 )
-from entrypoints.http.observability import HttpMetrics
+from entrypoints.http.observability import HttpMetrics, build_info_gauge
 from entrypoints.rate_limited_reports import rate_limited_reports
 from entrypoints.settings import Settings
 
@@ -194,6 +194,11 @@ def counting_each(counter: Counter) -> Callable[[], None]:
     return counter.inc
 
 
+def counting_lookups(counter: Counter, kind: str) -> Callable[[str], None]:
+    """A cache's `on_lookup`: each answer it gave, "hit", "stale" or "miss", for its `kind`."""
+    return lambda result: counter.labels(kind, result).inc()
+
+
 def report_revocation_refresh_error(error: BaseException) -> None:
     logger.warning(
         "the revocation list could not be refreshed; revocations made by other processes"
@@ -225,6 +230,22 @@ class Container(containers.DeclarativeContainer):
     sharing = providers.Callable(shared_state, settings)
     metrics_registry = providers.Singleton(CollectorRegistry)
     http_metrics = providers.Singleton(HttpMetrics, metrics_registry)
+    build_info = providers.Singleton(build_info_gauge, metrics_registry)
+    rate_limit_rejections = providers.Singleton(
+        Counter,
+        "cronium_runtime_rate_limit_rejections",
+        "Script requests refused by the per-execution rate limit (429).",
+        registry=metrics_registry,
+    )
+    cache_lookups = providers.Singleton(
+        Counter,
+        "cronium_runtime_cache_lookups",
+        "Reads through the Valkey cache by kind (variable, context) and result: hit (a fresh"
+        " entry), stale (an entry past cache.ttl, served while the system of record is down),"
+        " miss (read from the system of record).",
+        ["kind", "result"],
+        registry=metrics_registry,
+    )
 
     # Valkey, when configured: one client (pool) per process, opened lazily by valkey-py and
     # closed with the container's resources. The gate lets every adapter fall back at once.
@@ -287,6 +308,7 @@ class Container(containers.DeclarativeContainer):
             gate=valkey_gate,
             ttl=settings.provided.cache.ttl,
             stale_window=settings.provided.cache.stale_window,
+            on_lookup=providers.Callable(counting_lookups, cache_lookups, "context"),
         ),
     )
     variable_repository = providers.Selector(
@@ -301,6 +323,7 @@ class Container(containers.DeclarativeContainer):
             stale_window=settings.provided.cache.stale_window,
             lock_ttl=settings.provided.cache.lock_ttl,
             lock_wait=settings.provided.server.request_deadline,
+            on_lookup=providers.Callable(counting_lookups, cache_lookups, "variable"),
         ),
     )
     valkey_resource = providers.Resource(

@@ -92,10 +92,14 @@ class _Metrics:
             ["operation"],
             registry=registry,
         )
+        # Each worker has a breaker of its own; across them the worst state of the running
+        # ones is shown (0 < 1 < 2), so "open anywhere" reads 2.
         self.breaker = prometheus_client.Gauge(
             "cronium_runtime_backend_breaker_state",
-            "The backend circuit breaker: 0 closed, 1 half-open, 2 open.",
+            "The backend circuit breaker: 0 closed, 1 half-open, 2 open (the worst of the"
+            " running workers').",
             registry=registry,
+            multiprocess_mode="livemax",
         )
 
     def count(self, operation: str, outcome: str, seconds: float | None) -> None:

@@ -29,6 +29,10 @@ class ValkeyExecutionCache(ExecutionRepository):
       and served from the cache within `stale_window` while that is unavailable.
     - Outputs and conditions go straight to the system of record.
     - Valkey unreachable: the system of record is asked directly.
+
+    `on_lookup` hears how each read was answered: "hit" (a fresh entry), "stale" (an entry
+    past `ttl`, while the system of record is unavailable) or "miss" (the system of record
+    was asked, whether or not it answered).
     """
 
     def __init__(
@@ -41,8 +45,10 @@ class ValkeyExecutionCache(ExecutionRepository):
         stale_window: float,
         prefix: str = "cronium:",
         clock: Callable[[], float] = time.time,
+        on_lookup: Callable[[str], None] = lambda result: None,
     ) -> None:
         self._inner = inner
+        self._on_lookup = on_lookup
         self._client = client
         self._gate = gate
         self._freshness = Freshness(ttl=ttl, stale_window=stale_window, clock=clock)
@@ -57,13 +63,17 @@ class ValkeyExecutionCache(ExecutionRepository):
         key = self.context_key(execution_id)
         entry = await self._cached(key)
         if entry is not None and self._freshness.fresh(entry.cached_at):
+            self._on_lookup("hit")
             return entry.context
         try:
             context = await self._inner.get_context(execution_id)
         except DependencyError:
             if entry is not None and self._freshness.servable_stale(entry.cached_at):
+                self._on_lookup("stale")
                 return entry.context
+            self._on_lookup("miss")
             raise
+        self._on_lookup("miss")
         await self._fill(key, context)
         return context
 

@@ -90,6 +90,10 @@ class ValkeyVariableCache(VariableRepository):
       lives at most `ttl` + `stale_window`).
     - An entry past `ttl` is refreshed from the store; while the store is unavailable it is
       still served within `stale_window`.
+
+    `on_lookup` hears how each read was answered: "hit" (a fresh entry, a tombstone
+    included), "stale" (an entry past `ttl`, while the store is unavailable) or "miss" (the
+    store was asked, whether or not it answered).
     """
 
     def __init__(
@@ -104,8 +108,10 @@ class ValkeyVariableCache(VariableRepository):
         lock_wait: float,
         prefix: str = "cronium:",
         clock: Callable[[], float] = time.time,
+        on_lookup: Callable[[str], None] = lambda result: None,
     ) -> None:
         self._inner = inner
+        self._on_lookup = on_lookup
         self._client = client
         self._gate = gate
         self._freshness = Freshness(ttl=ttl, stale_window=stale_window, clock=clock)
@@ -132,13 +138,17 @@ class ValkeyVariableCache(VariableRepository):
         value_key = self.value_key(user_id, key)
         raw, entry = await self._cached(value_key)
         if entry is not None and self._freshness.fresh(entry.cached_at):
+            self._on_lookup("hit")
             return entry.variable(key)
         try:
             variable = await self._inner.get(user_id, key)
         except DependencyError:
             if entry is not None and self._freshness.servable_stale(entry.cached_at):
+                self._on_lookup("stale")
                 return entry.variable(key)
+            self._on_lookup("miss")
             raise
+        self._on_lookup("miss")
         await self._fill(user_id, key, variable, seen=raw)
         return variable
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import msgspec
 import uvicorn
@@ -22,11 +23,15 @@ from litestar import Litestar
 from loguru import logger
 
 from domain.model import Principal
-from entrypoints.container import Container
+from entrypoints.cli.metrics_folder import mark_worker_dead, multiprocess_metrics
 from entrypoints.dev_secret import with_development_secret
-from entrypoints.http.app import create_app
 from entrypoints.logs import configure_logging
 from entrypoints.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    # Imported inside `serve`, once PROMETHEUS_MULTIPROC_DIR is exported: the container
+    # and the app import prometheus-client, which reads the variable when it is imported.
+    from entrypoints.container import Container
 
 DEMO_EXECUTION = "demo"
 APP_FACTORY = "entrypoints.http.app:create_app"
@@ -45,6 +50,19 @@ def serve(workers: int | None = None) -> int:
         check_tls_files(security.tls_cert, security.tls_key)
     configure_logging(settings.logging.level, settings.logging.format)
     _check_writable(settings.store.path)
+    with multiprocess_metrics(settings.metrics.multiprocess_dir, settings.server.workers) as folder:
+        if folder is not None:
+            logger.info(
+                "metrics: each process keeps its own in {folder}; a scrape adds them up",
+                folder=folder,
+            )
+        return _serve(settings, metrics_folder=folder)
+
+
+def _serve(settings: Settings, *, metrics_folder: Path | None) -> int:
+    from entrypoints.container import Container
+    from entrypoints.http.app import create_app
+
     settings, generated = with_development_secret(settings)
     container = Container(settings=settings)
     if generated:
@@ -66,7 +84,9 @@ def serve(workers: int | None = None) -> int:
         host=server.host,
         port=server.port,
         timeout_keep_alive=math.ceil(server.idle_timeout),
-        timeout_graceful_shutdown=int(server.shutdown_timeout),
+        # uvicorn hands this to asyncio.wait_for, which takes any number of seconds; int()
+        # would turn a shutdownTimeout of 500ms into no time at all for requests in flight.
+        timeout_graceful_shutdown=server.shutdown_timeout,  # type: ignore[arg-type]
         ssl_certfile=settings.security.tls_cert if settings.security.enable_tls else None,
         ssl_keyfile=settings.security.tls_key if settings.security.enable_tls else None,
         http="h11",
@@ -79,10 +99,12 @@ def serve(workers: int | None = None) -> int:
     if workers == 1:
         DrainingServer(config, drain_delay=server.drain_delay).run()
         return 0
-    return run_workers(config, drain_delay=server.drain_delay)
+    return run_workers(config, drain_delay=server.drain_delay, metrics_folder=metrics_folder)
 
 
-def run_workers(config: uvicorn.Config, *, drain_delay: float) -> int:
+def run_workers(
+    config: uvicorn.Config, *, drain_delay: float, metrics_folder: Path | None = None
+) -> int:
     """Run `config.workers` server processes on one listening socket until told to stop.
 
     Our own small supervisor rather than uvicorn's, which builds a plain `uvicorn.Server` in
@@ -107,15 +129,32 @@ def run_workers(config: uvicorn.Config, *, drain_delay: float) -> int:
                 if worker.is_alive() and worker.pid is not None:
                     os.kill(worker.pid, sig)
 
+        reaped: set[int] = set()
+
+        def reap() -> None:
+            """Mark each worker that stopped as dead for the metrics, once."""
+            for worker in workers:
+                if worker.exitcode is None or worker.pid is None or worker.pid in reaped:
+                    continue
+                reaped.add(worker.pid)
+                if metrics_folder is not None:
+                    mark_worker_dead(metrics_folder, worker.pid)
+
         previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for worker in workers:
                 worker.start()
+            # Each worker holds the listening socket now. This process's copy would keep it
+            # listening after the workers close theirs at shutdown: connections would queue
+            # and never be answered, rather than be refused.
+            sock.close()
             while any(worker.is_alive() for worker in workers):
                 multiprocessing.connection.wait([worker.sentinel for worker in workers], 0.5)
+                reap()
                 if not stopping and any(worker.exitcode is not None for worker in workers):
                     logger.error("a worker stopped on its own; stopping the others")
                     forward(signal.SIGTERM, None)
+            reap()
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

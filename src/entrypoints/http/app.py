@@ -14,7 +14,7 @@ from loguru import logger
 
 from adapters.memory.revocations import CachedRevocationList
 from domain.errors import DomainError
-from entrypoints.container import ADAPTERS, USE_CASES, Container, counting
+from entrypoints.container import ADAPTERS, USE_CASES, Container, counting, counting_each
 from entrypoints.dev_secret import with_development_secret
 from entrypoints.http.auth import ScriptAuthMiddleware, provide_request_context
 from entrypoints.http.body import make_body_check
@@ -27,7 +27,11 @@ from entrypoints.http.health import health, metrics, readiness
 from entrypoints.http.idempotency import IdempotencyMiddleware
 from entrypoints.http.internal import INTERNAL_ROUTES, InternalAuthMiddleware
 from entrypoints.http.methods import OptionsAnswer
-from entrypoints.http.observability import ObservabilityMiddleware
+from entrypoints.http.observability import (
+    AnswerCutOff,
+    ObservabilityMiddleware,
+    scrape_registry,
+)
 from entrypoints.http.openapi import openapi_config
 from entrypoints.http.routes import ExecutionController, execute_tool_action, variable_key
 from entrypoints.logs import configure_logging
@@ -49,6 +53,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for adapter in ADAPTERS:
         getattr(container, adapter)()
     registry = container.metrics_registry()
+    container.build_info()
     for weak in weak_secrets(settings.auth):
         logger.warning(
             "auth.allowWeakSecret accepts a weak JWT secret: {weak}, shorter than 32; a short"
@@ -66,6 +71,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         audit=container.audit(),
         refusals=container.rate_limited_audit(),
         on_failure=on_auth_failure,
+        on_rate_limited=counting_each(container.rate_limit_rejections()),
     )
     # After authentication: the key is scoped to the token's execution.
     idempotency = IdempotencyMiddleware(container.idempotency_store(), settings.idempotency.ttl)
@@ -92,7 +98,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             "context": Provide(provide_request_context, sync_to_thread=False),
             "variable_key": Provide(variable_key, sync_to_thread=False),
             "health_probes": _provide(container.health_probes),
-            "metrics_registry": Provide(lambda: registry, sync_to_thread=False, use_cache=True),
+            # Not cached: with several workers each scrape reads the files afresh.
+            "metrics_registry": Provide(scrape_registry(registry), sync_to_thread=False),
             **{name: _provide(getattr(container, name)) for name in USE_CASES},
         },
         before_request=make_body_check(settings.server.max_json_depth),
@@ -112,7 +119,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     app.state.metrics_registry = registry
     # See ObservabilityMiddleware for why it wraps the handler and is not in `middleware`.
     answered = OptionsAnswer(app.asgi_handler, app, cors=settings.security.enable_cors)
-    app.asgi_handler = ObservabilityMiddleware(answered, container.http_metrics())
+    app.asgi_handler = ObservabilityMiddleware(AnswerCutOff(answered), container.http_metrics())
     return app
 
 

@@ -45,9 +45,9 @@ class ScriptAuthMiddleware(ASGIMiddleware):
     The revocation list is asked on every request, after the verifier (whose answers may
     come from its cache), so a revocation applies at once. Every refusal is counted by its
     code (`on_failure`) and audited as `auth_denied`. Every answer after authentication
-    carries the RateLimit fields of SPEC section 4; a rate-limit refusal is counted for the
-    minute's `rate_limited` audit event and raises `RateLimitedError`, whose answer the
-    error table gives the same fields.
+    carries the RateLimit fields of SPEC section 4; a rate-limit refusal is counted
+    (`on_rate_limited`) and for the minute's `rate_limited` audit event, and raises
+    `RateLimitedError`, whose answer the error table gives the same fields.
     """
 
     # Not for scripts: the handlers marked `opt={PUBLIC: True}`, the OpenAPI documents and
@@ -64,8 +64,10 @@ class ScriptAuthMiddleware(ASGIMiddleware):
         audit: AuditRecorder,
         refusals: RecordRateLimited,
         on_failure: FailureCounter = lambda code: None,
+        on_rate_limited: Callable[[], None] = lambda: None,
     ) -> None:
         self._verifier = verifier
+        self._on_rate_limited = on_rate_limited
         self._revocations = revocations
         self._limiter = limiter
         self._audit = audit
@@ -82,6 +84,7 @@ class ScriptAuthMiddleware(ASGIMiddleware):
             raise
         decision = await self._limiter.acquire(principal.execution_id)
         if not decision.allowed:
+            self._on_rate_limited()
             client = scope.get("client")
             await self._refusals.refused(
                 RequestContext(

@@ -132,6 +132,9 @@ def handle_http_exception(
         return error_response(404, "NOT_FOUND", message)
     if isinstance(error, MethodNotAllowedException):
         allowed = allowed_methods(request)
+        if allowed:  # counted in the metrics under its route, as any answer on a known path
+            path = request.scope["path"]
+            request.scope["path_template"] = methods.route_template(request.app, path, allowed[0])
         message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
         return error_response(405, "METHOD_NOT_ALLOWED", message, {"Allow": ", ".join(allowed)})
     if status == 413:

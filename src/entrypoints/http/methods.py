@@ -26,6 +26,12 @@ def allowed_methods(app: Litestar, path: str) -> list[str]:
     return allowed
 
 
+def route_template(app: Litestar, path: str, method: str) -> str:
+    """The template of the route `path` matches, for one of the methods it answers."""
+    *_, template = app.asgi_router.handle_routing(path=path, method=method)
+    return template
+
+
 class OptionsAnswer:
     """Answers OPTIONS on every known path with 204 and an `Allow` header, without a token.
 
@@ -46,9 +52,7 @@ class OptionsAnswer:
             preflight = self._cors and any(name == b"origin" for name, _ in scope["headers"])
             allowed = [] if preflight else allowed_methods(self._litestar, scope["path"])
             if allowed:
-                _, _, _, _, scope["path_template"] = self._litestar.asgi_router.handle_routing(
-                    path=scope["path"], method="OPTIONS"
-                )
+                scope["path_template"] = route_template(self._litestar, scope["path"], "OPTIONS")
                 await send(
                     {
                         "type": "http.response.start",

@@ -161,9 +161,10 @@ def test_compose_runs_the_image_read_only_with_its_data_volume_and_valkey(
     environment["JWT_SECRET"] = SECRET_VALUES["JWT_SECRET"]
     settings = settings_from({**recipe.env, **environment}, tmp_path)
     assert settings.cache.url == "valkey://valkey:6379/0"
-    # The stop waits for the drain and the in-flight requests before Docker kills.
+    # The stop waits for the drain, the in-flight requests and the audit flush (each of the
+    # last two up to shutdownTimeout) before Docker kills.
     grace = seconds(runtime["stop_grace_period"])
-    assert grace > settings.server.drain_delay + settings.server.shutdown_timeout
+    assert grace > settings.server.drain_delay + 2 * settings.server.shutdown_timeout
 
 
 def test_compose_shows_the_backend_settings_commented_out() -> None:
@@ -220,7 +221,8 @@ def test_the_grace_period_covers_the_pause_the_drain_and_the_shutdown() -> None:
     assert sleep == "sleep"
     drain = seconds(config.get("DRAIN_DELAY", default_of("DRAIN_DELAY")))
     shutdown = seconds(config.get("SHUTDOWN_TIMEOUT", default_of("SHUTDOWN_TIMEOUT")))
-    assert pod["terminationGracePeriodSeconds"] > float(pause) + drain + shutdown
+    # In-flight requests, then the audit flush: each may take up to SHUTDOWN_TIMEOUT.
+    assert pod["terminationGracePeriodSeconds"] > float(pause) + drain + 2 * shutdown
 
 
 def test_the_reason_for_disabling_service_links_names_every_variable_they_could_set() -> None:

@@ -142,3 +142,38 @@ async def test_at_shutdown_what_a_sink_did_not_take_stays_in_the_outbox(
     assert outbox.entries.events() == [event(1)]
     assert any("1 audit events were not delivered" in line for line in warnings_logged)
     assert sink.closed
+
+
+class ThreadedSink(Sink):
+    """Writes in a thread, as the file sink does: a write under way finishes even when the
+    delivery awaiting it is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__("file")
+        self.writing = asyncio.Event()
+
+    async def deliver(self, item: AuditEvent) -> None:
+        self.writing.set()
+        await asyncio.to_thread(self._write, item.id)
+
+    def _write(self, event_id: str) -> None:
+        time.sleep(0.2)
+        self.received.append(event_id)
+
+
+async def test_a_delivery_under_way_at_shutdown_is_finished_not_made_twice(
+    tmp_path: Path,
+) -> None:
+    outbox, sink = InMemoryAuditOutbox(), ThreadedSink()
+    shipper = make_shipper(outbox, sink)
+    lifecycle = audit_shipping(shipper, [sink], 5.0)
+    await lifecycle.__anext__()
+    await outbox.append(event(1))
+    shipper.wake()
+    await asyncio.wait_for(sink.writing.wait(), 5.0)
+
+    with pytest.raises(StopAsyncIteration):
+        await lifecycle.__anext__()
+
+    assert sink.received == [event(1).id]
+    assert outbox.entries.events() == []
