@@ -3,8 +3,11 @@ conftest modules of several folders would all be `conftest`)."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,3 +40,37 @@ def base_environment(tmp_path: Path) -> dict[str, str]:
     }
     env.update({name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")})
     return env
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Polls `check` until it holds (True) or `timeout` seconds have passed (False)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if check():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def owner_of(connection: http.client.HTTPConnection, server_port: int, pids: list[int]) -> int:
+    """Which of `pids` holds the server side of this open loopback connection (from /proc)."""
+    assert connection.sock is not None
+    client_port = connection.sock.getsockname()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+            if int(local, 16) == server_port and int(remote, 16) == client_port:
+                inodes.add(f"socket:[{fields[9]}]")
+    owners = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                if os.readlink(fd) in inodes:
+                    owners.add(pid)
+            except OSError:
+                continue
+    assert len(owners) == 1, (client_port, inodes, owners)
+    return owners.pop()

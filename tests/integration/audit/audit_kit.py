@@ -9,10 +9,11 @@ import json
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
+
+from processes import wait_until  # noqa: F401 (re-exported)
 
 # The fake backend lives beside the backend tests; this folder reuses it.
 _BACKEND_TESTS = str(Path(__file__).resolve().parents[1] / "backend")
@@ -145,16 +146,6 @@ class Service:
         """SIGKILL: no shutdown, no flush; as a crash or an OOM kill."""
         self.process.process.kill()
         self.process.returncode = self.process.process.wait(timeout=10)
-
-
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def stream_dump(client: Any, key: str = STREAM_KEY) -> str:

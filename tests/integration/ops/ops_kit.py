@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import socket
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from processes import owner_of, wait_until  # noqa: F401 (re-exported)
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,16 +32,6 @@ UNCLEAN = re.compile(
 assert len(SECRET) == 40
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 # --- requests on a connection of one's own -----------------------------------------------
@@ -78,30 +67,6 @@ def exchange(
     connection.request(method, path, body=payload, headers=sent)
     answer = connection.getresponse()
     return Answer(answer.status, answer.headers, answer.read())
-
-
-def owner_of(connection: http.client.HTTPConnection, server_port: int, pids: list[int]) -> int:
-    """Which of `pids` holds the server side of this open loopback connection (from /proc;
-    the same lookup as the Valkey workers test's)."""
-    assert connection.sock is not None
-    client_port = connection.sock.getsockname()[1]
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
-            if int(local, 16) == server_port and int(remote, 16) == client_port:
-                inodes.add(f"socket:[{fields[9]}]")
-    owners = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                if os.readlink(fd) in inodes:
-                    owners.add(pid)
-            except OSError:
-                continue
-    assert len(owners) == 1, (client_port, inodes, owners)
-    return owners.pop()
 
 
 def one_connection_per_worker(

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fault_proxy import ThreadedFaultProxy
+from processes import wait_until  # noqa: F401 (re-exported)
 from valkey_servers import ValkeyServer
 
 SECRET = "valkey-service-processes-secret-40-chars"
@@ -57,16 +58,6 @@ def entry_in(server: ValkeyServer, key: str, **options: Any) -> list[Any] | None
     """The cache entry of the local user's variable `key` in `server` (db 0 unless told)."""
     with server.client(**options) as client:
         return cached_entry(client.get(value_key(key)))
-
-
-def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
 
 
 def timed(call: Callable[..., Any], *args: Any, **options: Any) -> tuple[Any, float]:

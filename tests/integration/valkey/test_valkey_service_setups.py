@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from unittest.mock import ANY
 from urllib.parse import quote
 
 import pytest
+from processes import owner_of
 from service_kit import (
     LIMIT,
     OUTAGE_ANSWER_BOUND,
@@ -114,29 +114,6 @@ def exchange(
     connection.request(method, path, body=payload, headers=sent)
     answer = connection.getresponse()
     return Answer(answer.status, answer.headers, answer.read())
-
-
-def owner_of(connection: http.client.HTTPConnection, server_port: int, pids: list[int]) -> int:
-    """Which of `pids` holds the server side of this open loopback connection (/proc)."""
-    assert connection.sock is not None
-    client_port = connection.sock.getsockname()[1]
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local, remote = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
-            if int(local, 16) == server_port and int(remote, 16) == client_port:
-                inodes.add(f"socket:[{fields[9]}]")
-    owners = set()
-    for pid in pids:
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                if os.readlink(fd) in inodes:
-                    owners.add(pid)
-            except OSError:
-                continue
-    assert len(owners) == 1, (client_port, inodes, owners)
-    return owners.pop()
 
 
 @pytest.fixture
