@@ -152,6 +152,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a setting for the service only, for an experiment (LOG_LEVEL=warn); repeatable,"
         " named in the report",
     )
+    parser.add_argument(
+        "--profile",
+        metavar="WORKLOAD",
+        choices=tuple(WORKLOADS),
+        help="instead of the benchmark: profile the service under one workload with py-spy"
+        " (bench/profile.py); results in bench/results/profile-*",
+    )
+    parser.add_argument(
+        "--profile-seconds", type=float, default=15.0, help="seconds per profile run (default 15)"
+    )
+    parser.add_argument(
+        "--profile-rate", type=int, default=200, help="py-spy samples a second (default 200)"
+    )
+    parser.add_argument(
+        "--profile-unpinned",
+        action="store_true",
+        help="do not give the profiled service a core of its own (see bench/profile.py)",
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (logs, store, Valkey)"
@@ -173,6 +191,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                 f"--service-env {item!r}: expected NAME=VALUE, NAME not one the benchmark sets"
                 f" ({', '.join(sorted(MANAGED_ENV))})"
             )
+    if args.profile and args.workers != 1:
+        parser.error("--profile samples one worker's process: leave --workers at 1")
     if min(args.repeats, args.cold_starts, args.workers) < 1 or args.duration <= 0:
         parser.error("--repeats, --cold-starts, --workers and --duration must be positive")
     return args
@@ -252,7 +272,8 @@ class Bench:
             self.limit = load_settings(self.service_env).security.rate_limit_per_min
         except SettingsError as error:
             raise BenchError(f"the service's settings: {error}") from None
-        count = pool_size(PEAK_RPS, self.limit)
+        # At least one execution per wrk thread: each thread rotates over a slice of its own.
+        count = max(pool_size(PEAK_RPS, self.limit), *(threads for threads, _ in SHAPES))
         self.state.executions = [
             Execution(id=f"bench-{index:05d}", user=f"bench-user-{index:05d}")
             for index in range(count)
@@ -638,6 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: wrk is not installed: `./dev bench` installs it", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.profile:
+        from bench import profile
+
+        return profile.main(args)
     load_before = os.getloadavg()
     started = datetime.now(UTC)
     machine = machine_facts(REPO)
