@@ -33,12 +33,10 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +48,7 @@ from bench import profile_analysis as analysis
 from bench.machine import machine_facts
 from bench.processes import HOST, BenchError, Children, request, spawn, wait_until
 from bench.report import SERVICE, WORKLOADS, Run
-from bench.run import RESULTS, Bench, Target, say
+from bench.run import RESULTS, Bench, Target, say, supervised
 
 THREADS, CONNECTIONS = 2, 32
 MONITOR_SECONDS = 3.0
@@ -380,30 +378,19 @@ def main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()
     started = datetime.now(UTC)
     machine = machine_facts(Path(__file__).resolve().parents[1])
-    folder = Path(tempfile.mkdtemp(prefix="cronium-profile-"))
-    children = Children()
     RESULTS.mkdir(exist_ok=True)
     base = RESULTS / f"profile-{started.strftime('%Y%m%dT%H%M%SZ')}-{args.profile}"
     raw = base.with_name(base.name + ".raw.txt")
-    ok = False
-    try:
+    results: list[dict[str, Any]] = []
+
+    def run(children: Children, folder: Path) -> None:
         bench = Bench(args, children, folder)
-        measured = _measure(args, bench, Profiler(args, bench, children), raw)
-        ok = True
-    except KeyboardInterrupt:
-        say("interrupted: stopping everything the profile started")
-        return 130
-    except BenchError as error:
-        print(f"\nbench --profile: FAILED: {error}", file=sys.stderr)
-        return 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        children.close()
-        if ok and not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
-        else:
-            say(f"logs kept in {folder}")
+        results.append(_measure(args, bench, Profiler(args, bench, children), raw))
+
+    failed = supervised("bench --profile", "cronium-profile-", keep=args.keep, work=run)
+    if failed is not None:
+        return failed
+    measured = results[0]
     samples = analysis.parse_raw(raw.read_text())
     facts: dict[str, Any] = {
         "workload": args.profile,

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -666,29 +667,45 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = datetime.now(UTC)
     machine = machine_facts(REPO)
-    folder = Path(tempfile.mkdtemp(prefix="cronium-bench-"))
+    benches: list[Bench] = []
+
+    def run(children: Children, folder: Path) -> None:
+        benches.append(Bench(args, children, folder))
+        benches[0].run()
+
+    failed = supervised("bench", "cronium-bench-", keep=args.keep, work=run)
+    if failed is not None:
+        return failed
+    return report(args, benches[0], started, load_before, machine)
+
+
+def supervised(
+    label: str, prefix: str, *, keep: bool, work: Callable[[Children, Path], None]
+) -> int | None:
+    """Runs `work` with a fresh folder and a set of child processes, and stops every child
+    whatever happens; the exit status of a failure, or None."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
     children = Children()
-    bench = Bench(args, children, folder)
     ok = False
     try:
-        bench.run()
+        work(children, folder)
         ok = True
     except KeyboardInterrupt:
-        say("interrupted: stopping everything the benchmark started")
+        say(f"interrupted: stopping everything the {label} started")
         return 130
     except BenchError as error:
-        print(f"\nbench: FAILED: {error}", file=sys.stderr)
+        print(f"\n{label}: FAILED: {error}", file=sys.stderr)
         return 1
     finally:
         # A second Ctrl-C must not cut the stopping short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         children.close()
-        if ok and not args.keep:
+        if ok and not keep:
             shutil.rmtree(folder, ignore_errors=True)
         else:
             say(f"logs kept in {folder}")
-    return report(args, bench, started, load_before, machine)
+    return None
 
 
 def report(
