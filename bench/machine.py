@@ -61,7 +61,7 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def _git_revision(repo: Path) -> str:
+def git_revision(repo: Path) -> str:
     revision = _first_line(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"])
     changed = subprocess.run(
         ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
@@ -88,5 +88,5 @@ def machine_facts(repo: Path) -> dict[str, Any]:
         # the version is enough.
         "valkey_server": " ".join(_first_line(["valkey-server", "--version"]).split()[:3]),
         "wrk": " ".join(_first_line(["wrk", "-v"]).split()[:2]),
-        "revision": _git_revision(repo),
+        "revision": git_revision(repo),
     }

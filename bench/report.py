@@ -39,8 +39,11 @@ WORKLOADS: dict[str, str] = {
 }
 
 SERVICE, BARE, BARE_HTTPTOOLS = "service", "bare", "bare-httptools"
+# The service as it was before a change (`--before DIR`), measured in the same go.
+BEFORE = "service-before"
 TARGET_NAMES: dict[str, str] = {
     SERVICE: "the service (`cronium-runtime serve`)",
+    BEFORE: "the service built from an earlier revision (`--before`)",
     BARE: "bare Litestar app, the same server settings (h11)",
     BARE_HTTPTOOLS: "bare Litestar app with uvicorn's httptools parser (extra data point)",
 }
@@ -308,6 +311,7 @@ class GoalCheck:
     goal: Goal
     figure: float | None  # None: not measured in this run
     bare: float | None  # the bare app's figure, for the framework ceiling
+    before: float | None = None  # the earlier revision's figure, when it was measured
 
     @property
     def verdict(self) -> str:
@@ -338,7 +342,10 @@ def check_goals(summaries: Sequence[Summary], startups: Sequence[Startup]) -> li
             return None
         return started.cold_start_s if goal.metric == "cold_start_s" else started.idle_rss_mib
 
-    return [GoalCheck(goal, figure(goal, SERVICE), figure(goal, BARE)) for goal in GOALS]
+    return [
+        GoalCheck(goal, figure(goal, SERVICE), figure(goal, BARE), figure(goal, BEFORE))
+        for goal in GOALS
+    ]
 
 
 def goal_for_row(workload: str, shape: str) -> Goal | None:
@@ -402,6 +409,7 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
             rows_seen.append((found.workload, found.shape))
     rows_seen.sort(key=lambda row: (row[1] != WIDE, list(WORKLOADS).index(row[0])))
     has_httptools = any(found.target == BARE_HTTPTOOLS for found in summaries)
+    has_before = any(found.target == BEFORE for found in summaries)
 
     def get(target: str, workload: str, shape: str, name: str) -> float | None:
         found = by_key.get((target, workload, shape))
@@ -430,6 +438,15 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
             _cell(bare_p99),
             _ratio(service_p99, bare_p99),
         ]
+        if has_before:
+            before_rps = get(BEFORE, workload, shape, "rps")
+            before_p99 = get(BEFORE, workload, shape, "p99_ms")
+            row += [
+                _cell(before_rps),
+                _ratio(service_rps, before_rps),
+                _cell(before_p99),
+                _ratio(service_p99, before_p99),
+            ]
         if has_httptools:
             row.append(_cell(get(BARE_HTTPTOOLS, workload, shape, "rps")))
         row.append(verdict)
@@ -443,6 +460,11 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
                     for name in ("cpu_s", "cpu_us_per_request")
                 ),
                 _cell(get(BARE, workload, shape, "cpu_us_per_request")),
+                *(
+                    [_cell(get(BEFORE, workload, shape, "cpu_us_per_request"))]
+                    if has_before
+                    else []
+                ),
                 *(
                     _cell(get(SERVICE, workload, shape, name))
                     for name in (
@@ -466,6 +488,8 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
         "bare p99 ms",
         "p99 service / bare",
     ]
+    if has_before:
+        header += ["before req/s", "service / before", "before p99 ms", "p99 service / before"]
     if has_httptools:
         header.append("bare (httptools) req/s")
     header.append("issue 10 target")
@@ -475,6 +499,7 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
         "service CPU s",
         "service CPU µs/req",
         "bare CPU µs/req",
+        *(["before CPU µs/req"] if has_before else []),
         "Valkey CPU µs/req",
         "backend CPU µs/req",
         "wrk CPU µs/req",
@@ -505,11 +530,18 @@ def _startup_table(startups: Sequence[Startup]) -> str:
             _cell(figures.get(BARE)),
             _ratio(figures.get(SERVICE), figures.get(BARE)),
         ]
+        if BEFORE in started:
+            row += [
+                _cell(figures.get(BEFORE)),
+                _ratio(figures.get(SERVICE), figures.get(BEFORE)),
+            ]
         if BARE_HTTPTOOLS in started:
             row.append(_cell(figures.get(BARE_HTTPTOOLS)))
         row.append(goal.text + _verdict(goal, figures.get(SERVICE)))
         rows.append(row)
     header = ["", "service", "bare", "service / bare"]
+    if BEFORE in started:
+        header += ["before", "service / before"]
     if BARE_HTTPTOOLS in started:
         header.append("bare (httptools)")
     header.append("issue 10 target")
@@ -517,17 +549,23 @@ def _startup_table(startups: Sequence[Startup]) -> str:
 
 
 def _goals_table(summaries: Sequence[Summary], startups: Sequence[Startup]) -> str:
+    checks = check_goals(summaries, startups)
+    has_before = any(check.before is not None for check in checks)
     rows = [
         [
             check.goal.label,
             check.goal.text,
             _cell(check.figure),
             _cell(check.bare),
+            *([_cell(check.before)] if has_before else []),
             "**missed**" if check.verdict == "missed" else check.verdict,
         ]
-        for check in check_goals(summaries, startups)
+        for check in checks
     ]
-    return _table(["target", "bound", "service", "bare app", "verdict"], rows)
+    header = ["target", "bound", "service", "bare app"]
+    if has_before:
+        header.append("before")
+    return _table([*header, "verdict"], rows)
 
 
 _COMPUTED: dict[type, tuple[str, ...]] = {
@@ -604,6 +642,7 @@ class RunFacts:
     fewest_remaining: int | None
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
+    before: str | None = None  # the earlier revision measured as `service-before`
 
 
 def _load(values: tuple[float, float, float]) -> str:
@@ -651,7 +690,7 @@ def render_method(facts: RunFacts) -> str:
         executions, each with its own user, input and four variables, the service
         (`cronium-runtime serve`, {workers}, backend mode with Valkey, {settings}: rate limit
         {facts.limit_per_min:,}/min per execution, log level info with an access line per
-        request unless set otherwise, audit to the local store) and wrk.""",
+        request unless set otherwise, audit delivered to the backend) and wrk.""",
         f"""- One token per execution, minted by `cronium-runtime token` with the service's
         secret. Each wrk thread rotates its requests over its own slice of the executions
         (wrk's Lua cannot pin an execution to a connection), so the rate limit is in force and
@@ -683,6 +722,12 @@ def render_method(facts: RunFacts) -> str:
         of it the service reaches. `bare-httptools` is the same app on uvicorn's httptools
         parser, for comparison only (the service keeps h11 for its request-head bound).""",
     ]
+    if facts.before:
+        bullets.append(
+            f"""- `service-before`: the service built from {facts.before}, in its own
+            virtualenv, with the same environment, Valkey and backend (its own store folder),
+            measured in turns with the others: `service / before` is the change's effect."""
+        )
     return "\n".join(_wrap(bullet) for bullet in bullets)
 
 

@@ -28,7 +28,7 @@ from types import FrameType
 from typing import Any
 
 from bench import procfs
-from bench.machine import machine_facts
+from bench.machine import git_revision, machine_facts
 from bench.processes import (
     HOST,
     REPO,
@@ -46,6 +46,7 @@ from bench.processes import (
 from bench.report import (
     BARE,
     BARE_HTTPTOOLS,
+    BEFORE,
     KIB_PER_MIB,
     SERVICE,
     WORKLOADS,
@@ -71,7 +72,8 @@ LUA = REPO / "bench" / "wrk" / "workload.lua"
 RESULTS = REPO / "bench" / "results"
 DOCUMENT = REPO / "docs" / "benchmarks.md"
 SHAPES = ((2, 32), (1, 8))
-TARGETS = (SERVICE, BARE, BARE_HTTPTOOLS)
+TARGETS = (SERVICE, BEFORE, BARE, BARE_HTTPTOOLS)
+SERVICES = frozenset({SERVICE, BEFORE})
 # Above the Go service's 8,300 req/s and a bare Litestar app's 10-12k on two workers: the
 # pool of executions is sized so that even this rate keeps each one under its limit.
 PEAK_RPS = 15_000
@@ -136,8 +138,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--workers", type=int, default=1, help="server workers, service and bare app (default 1)"
     )
     parser.add_argument(
+        "--before",
+        metavar="DIR",
+        type=Path,
+        help="also measure the service of this checkout (its own ./dev-built .venv), e.g. a"
+        " `git worktree` of the revision before a change, as target service-before",
+    )
+    parser.add_argument(
         "--targets",
-        default=",".join(TARGETS),
+        default=",".join(name for name in TARGETS if name != BEFORE),
         help=f"comma-separated, of {', '.join(TARGETS)} (default: all)",
     )
     parser.add_argument(
@@ -183,6 +192,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.cold_starts = args.cold_starts or (2 if quick else 5)
     args.targets = _choices(parser, "--targets", args.targets, TARGETS)
     args.workloads = _choices(parser, "--workloads", args.workloads, tuple(WORKLOADS))
+    if args.before is not None:
+        args.before = args.before.resolve()
+        if not (args.before / ".venv" / "bin" / "cronium-runtime").is_file():
+            parser.error(
+                f"--before {args.before}: no .venv/bin/cronium-runtime there; run"
+                " `./dev cli --version` in that checkout first"
+            )
+        if BEFORE not in args.targets:
+            args.targets = [name for name in TARGETS if name in {*args.targets, BEFORE}]
+    elif BEFORE in args.targets:
+        parser.error("--targets service-before needs --before DIR")
     if SERVICE not in args.targets:
         parser.error("--targets must include service")
     for item in args.service_env:
@@ -369,6 +389,10 @@ class Bench:
             return [str(Path(sys.executable).with_name("cronium-runtime")), "serve"], dict(
                 self.service_env
             )
+        if name == BEFORE:
+            # Its own store folder: the two services' local files stay apart.
+            env = dict(self.service_env, STORE_PATH=str(self.folder / "store-before"))
+            return [str(self.args.before / ".venv" / "bin" / "cronium-runtime"), "serve"], env
         http = "httptools" if name == BARE_HTTPTOOLS else "h11"
         argv = [sys.executable, "-m", "bench.bare_app", "--http", http]
         argv += ["--workers", str(self.args.workers)]
@@ -378,7 +402,7 @@ class Bench:
         argv, env = self._argv(name)
 
         def start(port: int) -> Child:
-            if name == SERVICE:
+            if name in SERVICES:
                 env["PORT"] = str(port)
                 return self.children.add(spawn(name, argv, env=env, log=log, cwd=self.folder))
             return self.children.add(spawn(name, [*argv, "--port", str(port)], env=env, log=log))
@@ -408,7 +432,7 @@ class Bench:
         """Stop a target and check that it stopped as asked: the service exits 0 on SIGTERM;
         plain uvicorn (the bare app) ends by raising SIGTERM again once it has shut down."""
         status = self.children.stop(child)
-        expected = {0} if name == SERVICE else {0, -signal.SIGTERM}
+        expected = {0} if name in SERVICES else {0, -signal.SIGTERM}
         if status not in expected:
             raise BenchError(
                 f"{name} exited with status {status} on SIGTERM; its log:\n{child.log_tail()}"
@@ -738,6 +762,7 @@ def report(
         fewest_remaining=bench.state.fewest_remaining,
         load_before=load_before,
         load_after=load_after,
+        before=git_revision(args.before) if args.before else None,
     )
     results = {
         "facts": asdict(facts),

@@ -247,6 +247,31 @@ def test_the_tables_give_the_share_of_the_bare_app_and_the_target_beside_the_fig
     )
 
 
+def test_an_earlier_revision_measured_beside_gets_its_own_columns_and_ratios() -> None:
+    summaries = report.summarise(
+        [
+            run(requests=40_000, p99_ms=10.0, cpu_s=10.0),
+            run(report.BEFORE, requests=10_000, p99_ms=40.0, cpu_s=10.0),
+            run(BARE, requests=80_000, p99_ms=5.0),
+        ]
+    )
+    startups = [Startup(SERVICE, [0.6], [64 * 1024]), Startup(report.BEFORE, [0.9], [70 * 1024])]
+
+    tables = report.render_tables(summaries, startups)
+
+    header = tables.throughput.splitlines()[0]
+    assert "| before req/s | service / before | before p99 ms | p99 service / before |" in header
+    row = next(line for line in tables.throughput.splitlines() if "variables/{key}" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[9:13] == ["1,000", "4.00", "40.0", "0.25"]
+    cpu_row = next(line for line in tables.resources.splitlines() if "variables/{key}" in line)
+    # 10 s over 40,000 requests (the bare app: over 80,000; before: over 10,000).
+    assert [cell.strip() for cell in cpu_row.strip("|").split("|")][3:6] == ["250", "125", "1,000"]
+    assert "| cold start s (median) | 0.600 | - | - | 0.900 | 0.67 |" in tables.startup
+    goals = tables.goals.splitlines()
+    assert goals[0].startswith("| target | bound | service | bare app | before | verdict |")
+
+
 def test_results_hold_the_computed_figures_as_plain_json() -> None:
     startup = Startup(SERVICE, [0.5, 0.7, 0.6], [61440])
 
