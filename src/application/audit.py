@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,10 +12,11 @@ from domain.audit import (
     AuditAction,
     AuditDetails,
     AuditEvent,
-    value_hmac,
+    ValueHasher,
     whole_milliseconds,
 )
 from domain.errors import DomainError
+from domain.ids import uuid4_text
 from domain.model import RequestContext
 
 _NO_VALUE = object()
@@ -49,7 +49,7 @@ class AuditRecorder:
     ) -> None:
         self._log = log
         self._clock = clock
-        self._key = key
+        self._hmac = ValueHasher(key)
         self._fail_closed = fail_closed
 
     @asynccontextmanager
@@ -75,7 +75,7 @@ class AuditRecorder:
                 key=key,
                 tool=tool,
                 tool_action=tool_action,
-                value_hmac=None if value is _NO_VALUE else value_hmac(self._key, value),
+                value_hmac=None if value is _NO_VALUE else self._hmac(value),
                 intent_id=intent_id,
             )
 
@@ -99,7 +99,7 @@ class AuditRecorder:
                 outcome=outcome,
                 request_id=request_id,
                 client_address=client_address,
-                value_hmac=None if value is _NO_VALUE else value_hmac(self._key, value),
+                value_hmac=None if value is _NO_VALUE else self._hmac(value),
                 intent_id=intent_id,
             )
 
@@ -174,7 +174,7 @@ class AuditRecorder:
         self, execution_id: str | None, action: AuditAction, details: AuditDetails
     ) -> AuditEvent:
         return AuditEvent(
-            id=str(uuid.uuid4()),
+            id=uuid4_text(),
             execution_id=execution_id,
             action=action,
             timestamp=whole_milliseconds(self._clock.now()),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,7 +20,9 @@ from application.ports import (
     AuditSinkUnavailableError,
     AuditSpool,
     OutboxEntry,
+    WireAuditSink,
 )
+from domain.audit import encode_event
 
 FIRST_RETRY = 1.0  # seconds before a failed sink is tried again; doubles up to `retry_max`
 WINDOW_PER_DELIVERY = 16  # entries claimed at once per parallel delivery
@@ -52,7 +55,9 @@ class AuditShipper:
     """Delivers the outbox's events to every configured sink; one per process.
 
     - It claims a window of entries and delivers each to every sink, `concurrency`
-      deliveries at a time, and acknowledges an entry only once every sink holds its event.
+      deliveries at a time (as many workers, each taking the next delivery when done with
+      one: no task per delivery), handing a sink that takes it the event's wire form as the
+      outbox holds it, and acknowledges an entry only once every sink holds its event.
       It remembers which sinks took an entry, so that a retry does not resend to those.
     - A sink that is unavailable is paused, for a time that doubles from `FIRST_RETRY` up to
       `retry_max` (with jitter, so that replicas do not retry in step); the entries wait for
@@ -99,6 +104,10 @@ class AuditShipper:
         self._jitter = jitter
         self._held: dict[str, _Held] = {}
         self._states = {sink.name: _SinkState() for sink in self._sinks}
+        # Checked once: isinstance against a runtime protocol is slow.
+        self._wire_sinks = {
+            sink.name: sink for sink in self._sinks if isinstance(sink, WireAuditSink)
+        }
         self._wake = asyncio.Event()
         self._stopping = False
         self._rounds = asyncio.Lock()  # `run` and `flush` never ship at the same time
@@ -201,46 +210,57 @@ class AuditShipper:
     async def _deliver(self, done: _Round) -> None:
         now = self._monotonic()
         ready = {name for name, state in self._states.items() if state.paused_until <= now}
-        slots = asyncio.Semaphore(self._concurrency)
-        deliveries = [
-            self._deliver_one(held, sink, slots, done)
+        deliveries = deque(
+            (held, sink)
             for held in list(self._held.values())
             for sink in self._sinks
             if sink.name in ready and sink.name not in held.settled
-        ]
-        await asyncio.gather(*deliveries)
+        )
+        workers = min(self._concurrency, len(deliveries))
+        if workers == 1:
+            await self._work(deliveries, done)
+        elif workers:
+            await asyncio.gather(*(self._work(deliveries, done) for _ in range(workers)))
 
-    async def _deliver_one(
-        self, held: _Held, sink: AuditSink, slots: asyncio.Semaphore, done: _Round
-    ) -> None:
+    async def _work(self, deliveries: deque[tuple[_Held, AuditSink]], done: _Round) -> None:
+        """One delivery in flight at a time, the next one taken as soon as it ends."""
+        while deliveries:
+            held, sink = deliveries.popleft()
+            await self._deliver_one(held, sink, done)
+
+    async def _deliver_one(self, held: _Held, sink: AuditSink, done: _Round) -> None:
         state = self._states[sink.name]
-        async with slots:
-            if state.paused_until > self._monotonic():
-                return  # another delivery to it failed meanwhile: wait for the pause
-            generation = state.generation
-            event = held.entry.event
-            try:
-                await sink.deliver(event)
-            except AuditSinkRejectedError as refusal:
-                try:
-                    await self._dead_letters.keep(event, sink.name, str(refusal))
-                except Exception as error:  # kept nowhere yet: deliver it again later
-                    self._failed(sink.name, generation, error)
-                    return
-                self._observer.rejected(sink.name, event.id, str(refusal))
-            except AuditSinkUnavailableError as error:
-                self._failed(sink.name, generation, error)
-                return
-            except Exception as error:  # a sink's bug is retried like an outage, and logged
-                self._failed(sink.name, generation, error)
-                return
+        if state.paused_until > self._monotonic():
+            return  # another delivery to it failed meanwhile: wait for the pause
+        generation = state.generation
+        event = held.entry.event
+        try:
+            wire_sink = self._wire_sinks.get(sink.name)
+            if wire_sink is not None:
+                wire = held.entry.wire
+                await wire_sink.deliver_wire(event, encode_event(event) if wire is None else wire)
             else:
-                self._observer.delivered(sink.name)
-            held.settled.add(sink.name)
-            done.settled += 1
-            if state.failures:
-                state.failures = 0
-                self._observer.recovered(sink.name)
+                await sink.deliver(event)
+        except AuditSinkRejectedError as refusal:
+            try:
+                await self._dead_letters.keep(event, sink.name, str(refusal))
+            except Exception as error:  # kept nowhere yet: deliver it again later
+                self._failed(sink.name, generation, error)
+                return
+            self._observer.rejected(sink.name, event.id, str(refusal))
+        except AuditSinkUnavailableError as error:
+            self._failed(sink.name, generation, error)
+            return
+        except Exception as error:  # a sink's bug is retried like an outage, and logged
+            self._failed(sink.name, generation, error)
+            return
+        else:
+            self._observer.delivered(sink.name)
+        held.settled.add(sink.name)
+        done.settled += 1
+        if state.failures:
+            state.failures = 0
+            self._observer.recovered(sink.name)
 
     def _failed(self, sink: str, generation: int, error: Exception) -> None:
         state = self._states[sink]

@@ -130,6 +130,16 @@ class AuditSink(Protocol):
         ...
 
 
+@runtime_checkable
+class WireAuditSink(AuditSink, Protocol):
+    """A sink that also takes an event in its wire form (SPEC section 9's JSON, UTF-8), as
+    the outbox holds it: delivering the outbox's bytes spares decoding and encoding again."""
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
+        """`deliver(event)`, with `wire` the event's wire form."""
+        ...
+
+
 class AuditOutboxUnavailableError(Exception):
     """The outbox cannot be used now (Valkey away, the local store locked or full)."""
 
@@ -139,6 +149,9 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     entry_id: str  # the outbox's own name for the entry (a stream id, a row number)
     event: AuditEvent
+    # The event's wire form as the outbox holds it, handed to the sinks as it is (None: the
+    # outbox does not keep it, and the shipper encodes the event).
+    wire: bytes | None = None
 
 
 class OutboxBacklog(msgspec.Struct, frozen=True, kw_only=True):

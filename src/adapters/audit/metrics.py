@@ -65,12 +65,22 @@ class AuditMetrics(AuditShippingObserver):
             multiprocess_mode="livemax",
         )
         self._troubles: dict[str, float] = {}  # what went wrong -> when it was last logged
+        # The labelled children, looked up once: `labels()` takes a lock and builds a key at
+        # each call, and these two are counted once per event.
+        self._recorded_in: dict[str, Counter] = {}
+        self._delivered_to: dict[str, Counter] = {}
 
     def recorded(self, where: str) -> None:
-        self._recorded.labels(where=where).inc()
+        counter = self._recorded_in.get(where)
+        if counter is None:
+            counter = self._recorded_in[where] = self._recorded.labels(where=where)
+        counter.inc()
 
     def delivered(self, sink: str) -> None:
-        self._delivered.labels(sink=sink).inc()
+        counter = self._delivered_to.get(sink)
+        if counter is None:
+            counter = self._delivered_to[sink] = self._delivered.labels(sink=sink)
+        counter.inc()
 
     def retrying(self, sink: str, error: str, delay: float, *, first: bool) -> None:
         self._retried.labels(sink=sink).inc()

@@ -160,6 +160,8 @@ class HttpBackendClient:
         self._sleep = sleep
         self._clock = clock
         self._metrics = _Metrics(registry)
+        self._bare_headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._body_headers = {**self._bare_headers, "Content-Type": "application/json"}
         self._session: aiohttp.ClientSession | None = None
         self._state = CLOSED
         self._consecutive_failures = 0
@@ -225,16 +227,19 @@ class HttpBackendClient:
         path: str,
         *,
         json: Any = None,
+        content: bytes | None = None,
         idempotent: bool,
     ) -> tuple[int, Any]:
         """Call `path` (already URL-encoded) and return `(status, parsed JSON or None)` for a
-        2xx or a 404; raise for anything else (see the class docstring)."""
+        2xx or a 404; raise for anything else (see the class docstring). The body is `json`
+        encoded, or `content`, JSON the caller encoded already."""
         started = self._clock()
         self._enter_breaker(operation)
         finished = False
         try:
+            payload = content if json is None else _encode(json)
             result = await self._call(
-                operation, method, path, body=json, idempotent=idempotent, started=started
+                operation, method, path, payload=payload, idempotent=idempotent, started=started
             )
             finished = True
             return result
@@ -249,7 +254,7 @@ class HttpBackendClient:
         method: str,
         path: str,
         *,
-        body: Any,
+        payload: bytes | None,
         idempotent: bool,
         started: float,
     ) -> tuple[int, Any]:
@@ -260,8 +265,8 @@ class HttpBackendClient:
             operation=operation,
             method=method,
             url=URL(self._base_url + path, encoded=True),
-            headers=self._headers(body is not None),
-            payload=None if body is None else _encode(body),
+            headers=self._headers(payload is not None),
+            payload=payload,
             idempotent=idempotent,
             started=started,
         )
@@ -295,12 +300,11 @@ class HttpBackendClient:
         raise BackendUnavailableError(failure.message)
 
     def _headers(self, with_body: bool) -> dict[str, str]:
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        # A copy of headers built once: a call adds its request id to its own.
+        headers = (self._body_headers if with_body else self._bare_headers).copy()
         request_id = CURRENT_REQUEST_ID.get()
         if request_id:
             headers["X-Request-ID"] = request_id
-        if with_body:
-            headers["Content-Type"] = "application/json"
         return headers
 
     async def _attempt(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
@@ -18,11 +19,12 @@ from application.ports import (
     OutboxBacklog,
     OutboxEntry,
 )
-from domain.audit import AuditEvent, decode_event, encode_event
+from domain.audit import AuditEvent, decode_event, decode_wire, encode_event
 from domain.errors import BackendUnavailableError
 
 T = TypeVar("T")
 
+_Row = tuple[str, str, str]  # id, event, recorded_at
 _ACK_CHUNK = 500  # row numbers per DELETE, well under SQLite's limit on bound parameters
 
 
@@ -33,6 +35,11 @@ class SqliteAuditOutbox(AuditOutbox):
     processes never claim the same row at once: a row is `claimed_by` one consumer, which
     renews `claimed_at` at each claim; another consumer takes it only once `claimed_at` is
     older than `claim_idle`. An acknowledged row is deleted.
+
+    With no append in flight, a row is inserted at once; while one is, the appends made in
+    one turn of the event loop are inserted in one transaction (one commit, where each would
+    have had its own), and each caller returns once that transaction committed. When it
+    fails, each of its callers gets the error its own insert would have had.
     """
 
     def __init__(
@@ -42,17 +49,58 @@ class SqliteAuditOutbox(AuditOutbox):
         self._consumer = consumer
         self._claim_idle = timedelta(seconds=claim_idle)
         self._clock = clock
+        self._batch: list[tuple[_Row, asyncio.Future[None]]] | None = None
+        self._writing = 0  # inserts in flight
+        self._sending: set[asyncio.Task[None]] = set()  # kept referenced until done
 
     async def append(self, event: AuditEvent) -> None:
         """A second append of the same event id (a spool replayed twice) keeps one row."""
         row = (event.id, encode_event(event).decode(), encode_time(self._clock.now()))
+        if not self._writing:
+            await self._counted(self._insert([row]))
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._batch is None:
+            # The task's first step runs once the callbacks already ready have run: the
+            # other appends of this turn join the batch meanwhile.
+            self._batch = []
+            task = asyncio.create_task(self._send_batch(self._batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        self._batch.append((row, waiter))
+        await waiter
+
+    async def _send_batch(self, batch: list[tuple[_Row, asyncio.Future[None]]]) -> None:
+        self._batch = None
+        try:
+            await self._counted(self._insert([row for row, _ in batch]))
+        except BaseException as error:  # no caller may wait forever
+            for _, waiter in batch:
+                if not waiter.done():
+                    waiter.set_exception(AuditOutboxUnavailableError(str(error)))
+            if not isinstance(error, AuditOutboxUnavailableError):
+                raise
+            return
+        for _, waiter in batch:
+            if not waiter.done():  # else its caller was cancelled
+                waiter.set_result(None)
+
+    async def _insert(self, rows: list[_Row]) -> None:
         await self._write(
-            lambda c: c.execute(
+            lambda c: c.executemany(
                 "INSERT INTO audit_outbox (id, event, recorded_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO NOTHING",
-                row,
+                rows,
             )
         )
+
+    async def _counted(self, write: Awaitable[T]) -> T:
+        """`write`, counted among the inserts in flight while it is."""
+        self._writing += 1
+        try:
+            return await write
+        finally:
+            self._writing -= 1
 
     async def claim(self, count: int) -> list[OutboxEntry]:
         now = self._clock.now()
@@ -86,11 +134,11 @@ class SqliteAuditOutbox(AuditOutbox):
         entries = []
         for seq, text in await self._write(take):
             try:
-                event = decode_event(text)
+                event, wire = decode_wire(text)
             except ValueError:
                 await self._drop_unreadable(seq, text)
                 continue
-            entries.append(OutboxEntry(entry_id=str(seq), event=event))
+            entries.append(OutboxEntry(entry_id=str(seq), event=event, wire=wire))
         return entries
 
     async def ack(self, entry_ids: Sequence[str]) -> None:

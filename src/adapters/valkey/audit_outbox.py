@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from valkey.exceptions import ResponseError
 from adapters.valkey.client import ValkeyClient
 from adapters.valkey.gate import UNAVAILABLE, ValkeyGate
 from application.ports import AuditOutbox, AuditOutboxUnavailableError, OutboxBacklog, OutboxEntry
-from domain.audit import AuditEvent, decode_event, encode_event
+from domain.audit import AuditEvent, decode_wire, encode_event
 
 T = TypeVar("T")
 
@@ -39,6 +40,14 @@ class ValkeyAuditOutbox(AuditOutbox):
       then takes the entries another consumer left idle for `claim_idle` (XAUTOCLAIM: that
       process stopped), then new ones (XREADGROUP `>`). `ack` is XACK.
     - One key, so one hash slot: the same commands work on a cluster.
+    - `append` costs a round trip, which concurrent requests share. With no append in
+      flight, an XADD goes at once; while one is, the appends made in one turn of the event
+      loop go to Valkey as one pipeline of XADDs (not a transaction: each stands alone), sent
+      when the turn is over. Each caller returns once its own XADD was answered, so every
+      event is still persisted before its request's reply (SPEC section 9); when the
+      pipeline fails, each of its callers gets the error a lone XADD would have had, and
+      falls back as it would have. (A lone append is not batched: that would cost it a task
+      and a turn of the loop for nothing to share.)
     - Trimming (XTRIM MINID) removes only entries that are both acknowledged, i.e. below the
       oldest pending entry and the first entry not yet read by the group, and older than
       `max_age`. Never MAXLEN: a length limit counts entries, not deliveries, so during a
@@ -69,10 +78,31 @@ class ValkeyAuditOutbox(AuditOutbox):
         self._group_ready = False
         self._autoclaim_cursor = "0-0"
         self._forget_consumer = client.register_script(_FORGET_CONSUMER)  # type: ignore[misc]
+        self._batch: list[_Append] | None = None  # the appends of this loop turn, if any
+        self._writing = 0  # XADDs and batches in flight
+        self._sending: set[asyncio.Task[None]] = set()  # kept referenced until done
 
     async def append(self, event: AuditEvent) -> None:
-        fields: dict[str, bytes] = {"id": event.id.encode(), "event": encode_event(event)}
-        await self._call(lambda: self._client.xadd(self._key, fields), fallback="audit")
+        fields = {"id": event.id.encode(), "event": encode_event(event)}
+        if not self._writing:
+            xadd = self._call(lambda: self._client.xadd(self._key, fields), fallback="audit")
+            await self._counted(xadd)
+            return
+        if not self._gate.open:
+            self._gate.fell_back("audit")
+            raise AuditOutboxUnavailableError(f"Valkey is unavailable ({self._gate.last_error})")
+        waiter = asyncio.get_running_loop().create_future()
+        if self._batch is None:
+            # The task's first step runs once the callbacks already ready have run: the
+            # other requests that append in this turn join the batch meanwhile.
+            self._batch = []
+            task = asyncio.create_task(self._send_batch(self._batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        self._batch.append(_Append(fields, waiter))
+        # A caller cancelled meanwhile leaves its event in the batch: written or not, as a
+        # lone XADD cancelled half-way.
+        await waiter
 
     async def claim(self, count: int) -> list[OutboxEntry]:
         return await self._call(lambda: self._grouped(lambda: self._claim(count)))
@@ -88,6 +118,54 @@ class ValkeyAuditOutbox(AuditOutbox):
         return await self._call(self._trim)
 
     # --- the commands -------------------------------------------------------------------
+
+    async def _send_batch(self, batch: list[_Append]) -> None:
+        """One round trip for the batch; each waiter gets its own XADD's outcome."""
+        self._batch = None
+        try:
+            answers = await self._counted(self._xadd(batch))
+        except UNAVAILABLE as error:
+            if not isinstance(error, ResponseError) or _is_outage(error):
+                self._gate.mark_down(error)  # once: one failure of Valkey, not one per event
+            for append in batch:
+                self._gate.fell_back("audit")
+                _settle(append.waiter, _unavailable(error))
+            return
+        except BaseException as error:  # cancelled, or a bug: no caller may wait forever
+            for append in batch:
+                _settle(append.waiter, _unavailable(error))
+            raise
+        outage = False
+        for append, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, Exception):  # this XADD alone was refused (OOM, say)
+                if isinstance(answer, ResponseError) and _is_outage(answer):
+                    outage = True
+                    self._gate.mark_down(answer)
+                self._gate.fell_back("audit")
+                _settle(append.waiter, _unavailable(answer))
+            else:
+                _settle(append.waiter, None)
+        if not outage:
+            self._gate.succeeded()
+
+    async def _counted(self, write: Awaitable[T]) -> T:
+        """`write`, counted among the writes in flight while it is."""
+        self._writing += 1
+        try:
+            return await write
+        finally:
+            self._writing -= 1
+
+    async def _xadd(self, batch: list[_Append]) -> list[Any]:
+        """The batch's XADDs, a lone one as such; an XADD refused alone (a full Valkey's
+        OOM) is its answer's error."""
+        if len(batch) == 1:
+            return [await self._client.xadd(self._key, batch[0].fields)]
+        pipeline = self._client.pipeline(transaction=False)
+        for append in batch:
+            pipeline.xadd(self._key, append.fields)
+        answers: list[Any] = await pipeline.execute(raise_on_error=False)
+        return answers
 
     async def _claim(self, count: int) -> list[OutboxEntry]:
         entries = await self._read(count, "0")
@@ -122,7 +200,7 @@ class ValkeyAuditOutbox(AuditOutbox):
                 unusable.append(entry_id)
                 continue
             try:
-                event = decode_event(data)
+                event, wire = decode_wire(data)
             except ValueError:
                 # No build can deliver it, and it would be claimed forever: it leaves the
                 # stream for the log, whole (events hold no values, only their HMACs).
@@ -133,7 +211,7 @@ class ValkeyAuditOutbox(AuditOutbox):
                 )
                 unusable.append(entry_id)
                 continue
-            entries.append(OutboxEntry(entry_id=entry_id, event=event))
+            entries.append(OutboxEntry(entry_id=entry_id, event=event, wire=wire))
         if unusable:
             await self._client.xack(self._key, GROUP, *unusable)
         return entries
@@ -266,6 +344,33 @@ class ValkeyAuditOutbox(AuditOutbox):
             ) from error
         self._gate.succeeded()
         return result
+
+
+class _Append:
+    """One caller's XADD in a batch, and what its caller awaits."""
+
+    __slots__ = ("fields", "waiter")
+
+    def __init__(self, fields: dict[str, bytes], waiter: asyncio.Future[None]) -> None:
+        self.fields = fields
+        self.waiter = waiter
+
+
+def _unavailable(error: BaseException) -> AuditOutboxUnavailableError:
+    unavailable = AuditOutboxUnavailableError(
+        f"the audit outbox cannot be used: {type(error).__name__}: {error}"
+    )
+    unavailable.__cause__ = error
+    return unavailable
+
+
+def _settle(waiter: asyncio.Future[None], error: AuditOutboxUnavailableError | None) -> None:
+    if waiter.done():  # its caller was cancelled
+        return
+    if error is None:
+        waiter.set_result(None)
+    else:
+        waiter.set_exception(error)
 
 
 def _is_outage(error: ResponseError) -> bool:

@@ -12,7 +12,7 @@ from loguru import logger
 
 from adapters.audit.sinks.backend import BackendAuditSink
 from application.ports import AuditSinkRejectedError, AuditSinkUnavailableError
-from domain.audit import AuditAction, AuditDetails, AuditEvent, event_to_wire
+from domain.audit import AuditAction, AuditDetails, AuditEvent, encode_event, event_to_wire
 
 AT = datetime(2026, 11, 28, 19, 4, 5, 123000, tzinfo=UTC)
 
@@ -56,6 +56,18 @@ async def test_each_event_is_posted_once_in_its_wire_form(sink, backend: FakeBac
     assert first.headers["Authorization"] == f"Bearer {backend.token}"
     assert backend.audit[0]["details"]["valueHmac"] == "hmac-sha256:" + "0f" * 32
     assert sink.name == "backend"
+
+
+async def test_the_outboxs_bytes_are_posted_as_they_are(sink, backend: FakeBackend):
+    # A member the event does not have shows that the bytes were not decoded and re-encoded.
+    wire = encode_event(event(3))[:-1] + b',"heldBy":"the outbox"}'
+
+    await sink.deliver_wire(event(3), wire)
+
+    [received] = backend.of("audit")
+    assert received.body == {**event_to_wire(event(3)), "heldBy": "the outbox"}
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["X-Request-ID"] == "req-3"
 
 
 async def test_the_call_carries_the_request_id_of_the_event(sink, backend: FakeBackend):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import pytest
 
 from adapters.memory.audit_outbox import (
@@ -25,8 +26,10 @@ from application.ports import (
     AuditSinkRejectedError,
     AuditSinkUnavailableError,
     OutboxBacklog,
+    OutboxEntry,
+    WireAuditSink,
 )
-from domain.audit import AuditAction, AuditDetails, AuditEvent
+from domain.audit import AuditAction, AuditDetails, AuditEvent, encode_event
 
 AT = datetime(2026, 11, 28, 19, 4, 5, 123000, tzinfo=UTC)
 CLAIM_IDLE = 60.0
@@ -563,3 +566,74 @@ async def test_stop_ends_the_run_even_when_the_outbox_swallowed_its_cancellation
     await asyncio.wait({running}, timeout=5.0)
 
     assert running.done()
+
+
+class WireSink(FakeSink, WireAuditSink):
+    """A sink that takes the wire form: it keeps the bytes it was handed."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.wires: list[bytes] = []
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
+        await self.deliver(event)
+        self.wires.append(wire)
+
+
+class WireKeepingOutbox(InMemoryAuditOutbox):
+    """An outbox that hands out the bytes it holds, as the Valkey and store outboxes do."""
+
+    def __init__(self, wires: dict[str, bytes], **options: Any) -> None:
+        super().__init__(**options)
+        self.wires = wires
+
+    async def claim(self, count: int) -> list[OutboxEntry]:
+        return [
+            msgspec.structs.replace(entry, wire=self.wires[entry.event.id])
+            for entry in await super().claim(count)
+        ]
+
+
+async def test_a_sink_that_takes_the_wire_form_gets_the_outboxs_bytes_as_they_are(
+    world: World,
+) -> None:
+    held = {event(n).id: encode_event(event(n)) + b" " for n in (1, 2)}  # a mark of the outbox's
+    outbox = WireKeepingOutbox(held, consumer="this-process", entries=world.entries)
+    sink = WireSink("backend")
+    recorded = await world.record(1, 2)
+
+    assert await world.make(outbox=outbox, sinks=[sink]).flush(10.0) == 0
+
+    assert sink.received == ids(recorded)
+    assert sink.wires == [held[item.id] for item in recorded]
+
+
+async def test_a_wire_sink_fed_by_an_outbox_without_bytes_gets_the_event_encoded(
+    world: World,
+) -> None:
+    sink = WireSink("backend")
+    recorded = await world.record(1, 2)
+
+    assert await world.make(sinks=[sink, world.store]).flush(10.0) == 0
+
+    assert sink.wires == [encode_event(item) for item in recorded]
+    assert world.store.received == ids(recorded)
+
+
+async def test_many_deliveries_run_through_no_more_workers_than_the_concurrency(
+    world: World,
+) -> None:
+    await world.record(*range(40))
+    started: set[asyncio.Task[Any] | None] = set()
+
+    class TaskNoting(FakeSink):
+        async def deliver(self, event: AuditEvent) -> None:
+            started.add(asyncio.current_task())
+            await super().deliver(event)
+
+    sink = TaskNoting("backend")
+
+    assert await world.make(sinks=[sink], concurrency=3).flush(10.0) == 0
+
+    assert len(sink.received) == 40
+    assert len(started) <= 3  # one task per worker, not one per delivery

@@ -6,8 +6,8 @@ from loguru import logger
 
 from adapters.backend_http.client import BackendStatusError, HttpBackendClient
 from adapters.request_context import CURRENT_REQUEST_ID
-from application.ports import AuditSink, AuditSinkRejectedError, AuditSinkUnavailableError
-from domain.audit import AuditEvent, event_to_wire
+from application.ports import AuditSinkRejectedError, AuditSinkUnavailableError, WireAuditSink
+from domain.audit import AuditEvent, encode_event
 from domain.errors import BackendAuthFailedError, BackendError, BackendUnavailableError
 
 AUDIT_PATH = "/api/internal/audit"
@@ -15,7 +15,7 @@ AUDIT_PATH = "/api/internal/audit"
 _TRY_AGAIN_LATER = {408, 429}
 
 
-class BackendAuditSink(AuditSink):
+class BackendAuditSink(WireAuditSink):
     """Delivers through the process's `HttpBackendClient`: its deadline, retries (an audit
     POST is idempotent: the backend keeps one copy per `id`) and circuit breaker.
 
@@ -23,6 +23,8 @@ class BackendAuditSink(AuditSink):
     - 401/403: unavailable too. The service token is wrong, which is a configuration problem
       and not the event's fault; the events wait until the token is fixed.
     - Any other 4xx (404 included): rejected, since the backend refuses this event itself.
+
+    The body is the event's wire form as the outbox holds it, posted as it is.
     """
 
     name = "backend"
@@ -32,11 +34,14 @@ class BackendAuditSink(AuditSink):
         self._token_refused = False
 
     async def deliver(self, event: AuditEvent) -> None:
+        await self.deliver_wire(event, encode_event(event))
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
         # The event's own request id, so the backend can match it with the script's calls.
         request_id = CURRENT_REQUEST_ID.set(event.details.request_id)
         try:
             status, body = await self._client.request(
-                "audit", "POST", AUDIT_PATH, json=event_to_wire(event), idempotent=True
+                "audit", "POST", AUDIT_PATH, content=wire, idempotent=True
             )
         except BackendAuthFailedError as error:
             if not self._token_refused:

@@ -8,11 +8,11 @@ import os
 import threading
 from pathlib import Path
 
-from application.ports import AuditSink, AuditSinkUnavailableError
+from application.ports import AuditSinkUnavailableError, WireAuditSink
 from domain.audit import AuditEvent, encode_event
 
 
-class FileAuditSink(AuditSink):
+class FileAuditSink(WireAuditSink):
     """Appends one wire-form event per line, on disk (fsync) before `deliver` returns.
 
     A line that would take the file past `max_size` first rotates it: `audit.jsonl` becomes
@@ -41,7 +41,10 @@ class FileAuditSink(AuditSink):
         self._lock_fd: int | None = None
 
     async def deliver(self, event: AuditEvent) -> None:
-        line = encode_event(event) + b"\n"
+        await self.deliver_wire(event, encode_event(event))
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
+        line = wire + b"\n"
         try:
             await asyncio.to_thread(self._append, line)
         except OSError as error:

@@ -7,11 +7,11 @@ import sys
 import threading
 from typing import BinaryIO
 
-from application.ports import AuditSink, AuditSinkUnavailableError
+from application.ports import AuditSinkUnavailableError, WireAuditSink
 from domain.audit import AuditEvent, encode_event
 
 
-class StdoutAuditSink(AuditSink):
+class StdoutAuditSink(WireAuditSink):
     """Writes each event as one line on stdout and flushes it, apart from the logs (which go
     to stderr through the logger), for a collector that reads the container's output.
 
@@ -28,7 +28,10 @@ class StdoutAuditSink(AuditSink):
         self._lock = threading.Lock()
 
     async def deliver(self, event: AuditEvent) -> None:
-        line = encode_event(event) + b"\n"
+        await self.deliver_wire(event, encode_event(event))
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
+        line = wire + b"\n"
         try:
             await asyncio.to_thread(self._write, line)
         except (OSError, ValueError) as error:  # ValueError: the stream was closed

@@ -6,12 +6,12 @@ from __future__ import annotations
 import sqlite3
 
 from adapters.sqlite.store import SqliteStore, StoreClosedError, encode_time
-from application.ports import AuditSink, AuditSinkUnavailableError, AuditTrail
+from application.ports import AuditSinkUnavailableError, AuditTrail, WireAuditSink
 from domain.audit import AuditEvent, decode_event, encode_event
 from domain.errors import BackendUnavailableError
 
 
-class SqliteAuditSink(AuditSink, AuditTrail):
+class SqliteAuditSink(WireAuditSink, AuditTrail):
     """One row per event id: delivering an event a second time (a retry, a claim after a
     crash) keeps the first. Rows hold the wire form; rows written before it are still read."""
 
@@ -21,12 +21,15 @@ class SqliteAuditSink(AuditSink, AuditTrail):
         self._store = store
 
     async def deliver(self, event: AuditEvent) -> None:
+        await self.deliver_wire(event, encode_event(event))
+
+    async def deliver_wire(self, event: AuditEvent, wire: bytes) -> None:
         row = (
             event.id,
             event.execution_id,
             event.action.value,
             encode_time(event.timestamp),
-            encode_event(event).decode(),
+            wire.decode(),
         )
 
         def insert(connection: sqlite3.Connection) -> None:
