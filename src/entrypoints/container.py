@@ -75,6 +75,7 @@ from entrypoints.audit_shipping import (
     trim_interval,
 )
 from entrypoints.http.observability import HttpMetrics, build_info_gauge
+from entrypoints.rate_limit_leases import returning_leases
 from entrypoints.rate_limited_reports import rate_limited_reports
 from entrypoints.settings import Settings
 
@@ -522,16 +523,26 @@ class Container(containers.DeclarativeContainer):
     local_rate_limiter = providers.Singleton(
         InProcessRateLimiter, limit_per_minute=settings.provided.security.rate_limit_per_min
     )
+    # With Valkey, requests are leased from the shared bucket in small batches; the resource
+    # gives back what expired leases did not hand out, and every lease at shutdown.
+    valkey_rate_limiter = providers.Singleton(
+        ValkeyRateLimiter,
+        client=valkey_client,
+        gate=valkey_gate,
+        limit_per_minute=settings.provided.security.rate_limit_per_min,
+        fallback=local_rate_limiter,
+        lease_ttl=settings.provided.security.rate_limit_lease_ttl,
+        largest_lease=settings.provided.security.rate_limit_lease_max,
+    )
     rate_limiter = providers.Selector(
-        sharing,
-        process=local_rate_limiter,
-        valkey=providers.Singleton(
-            ValkeyRateLimiter,
-            client=valkey_client,
-            gate=valkey_gate,
-            limit_per_minute=settings.provided.security.rate_limit_per_min,
-            fallback=local_rate_limiter,
-        ),
+        sharing, process=local_rate_limiter, valkey=valkey_rate_limiter
+    )
+    rate_limit_leases_resource = providers.Resource(
+        returning_leases,
+        valkey_rate_limiter.provider,
+        providers.Callable(lambda s: s.uses_valkey, settings),
+        settings.provided.security.rate_limit_lease_ttl,
+        valkey_resource,
     )
     health_probes = providers.List(
         providers.Selector(

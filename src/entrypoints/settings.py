@@ -200,6 +200,8 @@ class SecuritySettings(_SettingsStruct, frozen=True, kw_only=True):
     allowed_methods: tuple[str, ...]
     allowed_headers: tuple[str, ...]
     rate_limit_per_min: int
+    rate_limit_lease_ttl: float
+    rate_limit_lease_max: int
     enable_tls: bool
     tls_cert: Path | None
     tls_key: Path | None
@@ -667,6 +669,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("security.allowedMethods", "ALLOWED_METHODS", _text_list, _METHODS),
     Setting("security.allowedHeaders", "ALLOWED_HEADERS", _text_list, "*"),
     Setting("security.rateLimitPerMin", "RATE_LIMIT_PER_MIN", _POSITIVE, 1000),
+    Setting("security.rateLimitLeaseTtl", "RATE_LIMIT_LEASE_TTL", _SPAN, "2s"),
+    Setting("security.rateLimitLeaseMax", "RATE_LIMIT_LEASE_MAX", _POSITIVE, 32),
     Setting("security.enableTls", "ENABLE_TLS", _boolean, False),
     Setting("security.tlsCert", "TLS_CERT", _path),
     Setting("security.tlsKey", "TLS_KEY", _path),

@@ -131,6 +131,8 @@ DEFAULTS: dict[str, object] = {
     "security.allowedMethods": ("GET", "POST", "PUT", "DELETE", "OPTIONS"),
     "security.allowedHeaders": ("*",),
     "security.rateLimitPerMin": 1000,
+    "security.rateLimitLeaseTtl": 2.0,
+    "security.rateLimitLeaseMax": 32,
     "security.enableTls": False,
     "security.tlsCert": None,
     "security.tlsKey": None,
