@@ -1,13 +1,14 @@
 """The framework ceiling: a bare Litestar app with the service's route shapes, answering
 constant JSON, under uvicorn with the server settings `cronium-runtime serve` uses.
 
-    python -m bench.bare_app --port 8090 [--http h11|httptools] [--workers N]
+    python -m bench.bare_app --port 8090 [--http bounded|httptools|h11] [--workers N]
 
 The handlers take the same path parameters and decode the same request bodies into msgspec
 Structs, so what the service costs beyond this is its own work: authentication, the rate
 limit, Valkey and the backend, audit, logging and metrics. Nothing from the service is
-imported: importing `entrypoints.cli.serve` would load the whole service and inflate this
-app's start time and memory, which are the ceiling for the service's.
+imported but the server's protocol (`entrypoints.cli.http_protocol`, which imports only
+uvicorn and httptools): importing `entrypoints.cli.serve` would load the whole service and
+inflate this app's start time and memory, which are the ceiling for the service's.
 """
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ import msgspec
 import uvicorn
 from litestar import Litestar, get, post, put
 
-# The same as `entrypoints.cli.serve.MAX_REQUEST_HEAD` (a unit test keeps them equal).
-MAX_REQUEST_HEAD = 64 * 1024
+# `bounded` is the protocol `serve` uses: uvicorn's httptools with a request-head bound.
+PROTOCOLS = {
+    "bounded": "entrypoints.cli.http_protocol:BoundedHttpToolsProtocol",
+    "httptools": "httptools",
+    "h11": "h11",
+}
+# h11 bounds the head itself; the same bound as the service's.
+H11_MAX_REQUEST_HEAD = 64 * 1024
 # `server.idleTimeout` and `server.shutdownTimeout` defaults, as `serve` passes them.
 KEEP_ALIVE_S = 120
 SHUTDOWN_TIMEOUT_S = 25
@@ -83,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--http", choices=["h11", "httptools"], default="h11")
+    parser.add_argument("--http", choices=list(PROTOCOLS), default="bounded")
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     # Mirrors the uvicorn.Config that `entrypoints.cli.serve.serve` builds.
@@ -93,8 +100,8 @@ def main() -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http=args.http,
-        h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
+        http=PROTOCOLS[args.http],
+        h11_max_incomplete_event_size=H11_MAX_REQUEST_HEAD,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=SHUTDOWN_TIMEOUT_S,
         log_config=None,

@@ -82,7 +82,7 @@ def short_path(path: str) -> str:
 
 # --------------------------------------------------------------------------- components
 
-UVICORN = "uvicorn + h11 (HTTP server)"
+UVICORN = "uvicorn (HTTP server: bounded httptools, or h11)"
 LITESTAR = "Litestar (routing, DI, serialization)"
 EVENT_LOOP = "event loop (uvloop, asyncio), outside any request's frames"
 # valkey-py sends each command under `asyncio.wait_for`, which on Python 3.11 runs it in a
@@ -93,6 +93,7 @@ VALKEY_SEND = "valkey-py command sends (their own tasks; the caller is not in th
 # None for any, component). A frame of a file listed in `_PASS_THROUGH` is charged to
 # whoever called it: shared helpers (the Valkey gate, the backend client, the domain).
 _OWN: tuple[tuple[str, frozenset[str] | None, str], ...] = (
+    ("entrypoints/cli/http_protocol.py", None, UVICORN),
     ("entrypoints/http/observability.py", None, "observability middleware (id, metrics, log)"),
     ("entrypoints/http/auth.py", frozenset({"provide_request_context"}), "dependency providers"),
     ("entrypoints/http/routes.py", frozenset({"variable_key"}), "dependency providers"),
@@ -103,7 +104,8 @@ _OWN: tuple[tuple[str, frozenset[str] | None, str], ...] = (
     ("adapters/memory/revocations.py", None, "revocation refresh (background task)"),
     ("adapters/valkey/revocations.py", None, "revocation refresh (background task)"),
     ("adapters/sqlite/revocations.py", None, "revocation refresh (background task)"),
-    ("adapters/valkey/rate_limiter.py", None, "rate limit (Valkey GCRA script)"),
+    ("adapters/valkey/rate_limiter.py", None, "rate limit (leases from Valkey's GCRA bucket)"),
+    ("entrypoints/rate_limit_leases.py", None, "rate limit (leases from Valkey's GCRA bucket)"),
     ("adapters/memory/rate_limiter.py", None, "rate limit (in-process bucket)"),
     ("entrypoints/http/idempotency.py", None, "idempotency middleware"),
     ("entrypoints/http/body.py", None, "body check (UTF-8, depth, strict decode)"),
@@ -115,10 +117,13 @@ _OWN: tuple[tuple[str, frozenset[str] | None, str], ...] = (
     ("entrypoints/http/errors.py", None, "error handlers"),
     ("adapters/valkey/variables.py", None, "variable cache (Valkey GET, fill, lock)"),
     ("adapters/valkey/executions.py", None, "execution cache (Valkey GET)"),
+    ("adapters/memory/execution_cache.py", None, "execution cache (in process)"),
     ("adapters/backend_http/repositories.py", None, "backend calls (cache miss, writes)"),
-    ("adapters/valkey/audit_outbox.py", frozenset({"append"}), "audit record (outbox XADD)"),
+    ("adapters/valkey/audit_outbox.py", frozenset({"append", "_send_batch", "_xadd", "_counted"}),
+     "audit record (outbox XADD)"),
     ("adapters/valkey/audit_outbox.py", None, "audit shipping (background task)"),
-    ("adapters/sqlite/audit_outbox.py", frozenset({"append"}), "audit record (outbox XADD)"),
+    ("adapters/sqlite/audit_outbox.py", frozenset({"append", "_send_batch", "_insert", "_counted"}),
+     "audit record (outbox XADD)"),
     ("adapters/sqlite/audit_outbox.py", None, "audit shipping (background task)"),
     ("adapters/audit/log.py", None, "audit record (outbox XADD)"),
     ("application/audit.py", None, "audit record (outbox XADD)"),
@@ -170,7 +175,7 @@ def _package(path: str) -> str:
 def _own_component(frame: Frame) -> str | None:
     """The component of a frame of the service's own code; None: pass it to its caller."""
     relative = short_path(frame.file)[len("src:") :]
-    if relative.startswith(_PASS_THROUGH_OWN):
+    if relative.startswith(_PASS_THROUGH_OWN) and not relative.startswith(_OWN[0][0]):
         return None
     function = frame.function.rsplit(".", 1)[-1]
     for prefix, passed in _PASS_THROUGH_FUNCTIONS.items():
@@ -185,7 +190,7 @@ def _own_component(frame: Frame) -> str | None:
 def _uvicorn_part(frames: Sequence[Frame]) -> str:
     names = {frame.function for frame in frames if "uvicorn/" in frame.file}
     if any(name.endswith("RequestResponseCycle.send") for name in names):
-        return "send the answer (h11 framing, socket write)"
+        return "send the answer (framing, socket write)"
     if any(name.endswith(("data_received", "handle_events")) for name in names):
         return "read and parse the request, start its task"
     if any(name.endswith("run_asgi") for name in names):

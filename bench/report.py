@@ -38,14 +38,14 @@ WORKLOADS: dict[str, str] = {
     "mixed": "mixed script (input, 3 reads, 1 write, output)",
 }
 
-SERVICE, BARE, BARE_HTTPTOOLS = "service", "bare", "bare-httptools"
+SERVICE, BARE, BARE_H11 = "service", "bare", "bare-h11"
 # The service as it was before a change (`--before DIR`), measured in the same go.
 BEFORE = "service-before"
 TARGET_NAMES: dict[str, str] = {
     SERVICE: "the service (`cronium-runtime serve`)",
     BEFORE: "the service built from an earlier revision (`--before`)",
-    BARE: "bare Litestar app, the same server settings (h11)",
-    BARE_HTTPTOOLS: "bare Litestar app with uvicorn's httptools parser (extra data point)",
+    BARE: "bare Litestar app, the same server settings (httptools, bounded head)",
+    BARE_H11: "bare Litestar app on uvicorn's h11 parser, as `serve` ran before (extra data point)",
 }
 
 
@@ -408,7 +408,7 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
         if (found.workload, found.shape) not in rows_seen:
             rows_seen.append((found.workload, found.shape))
     rows_seen.sort(key=lambda row: (row[1] != WIDE, list(WORKLOADS).index(row[0])))
-    has_httptools = any(found.target == BARE_HTTPTOOLS for found in summaries)
+    has_h11 = any(found.target == BARE_H11 for found in summaries)
     has_before = any(found.target == BEFORE for found in summaries)
 
     def get(target: str, workload: str, shape: str, name: str) -> float | None:
@@ -447,8 +447,8 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
                 _cell(before_p99),
                 _ratio(service_p99, before_p99),
             ]
-        if has_httptools:
-            row.append(_cell(get(BARE_HTTPTOOLS, workload, shape, "rps")))
+        if has_h11:
+            row.append(_cell(get(BARE_H11, workload, shape, "rps")))
         row.append(verdict)
         throughput_rows.append(row)
         resource_rows.append(
@@ -490,8 +490,8 @@ def _load_tables(summaries: Sequence[Summary]) -> tuple[str, str]:
     ]
     if has_before:
         header += ["before req/s", "service / before", "before p99 ms", "p99 service / before"]
-    if has_httptools:
-        header.append("bare (httptools) req/s")
+    if has_h11:
+        header.append("bare (h11) req/s")
     header.append("issue 10 target")
     resources_header = [
         "workload",
@@ -535,15 +535,15 @@ def _startup_table(startups: Sequence[Startup]) -> str:
                 _cell(figures.get(BEFORE)),
                 _ratio(figures.get(SERVICE), figures.get(BEFORE)),
             ]
-        if BARE_HTTPTOOLS in started:
-            row.append(_cell(figures.get(BARE_HTTPTOOLS)))
+        if BARE_H11 in started:
+            row.append(_cell(figures.get(BARE_H11)))
         row.append(goal.text + _verdict(goal, figures.get(SERVICE)))
         rows.append(row)
     header = ["", "service", "bare", "service / bare"]
     if BEFORE in started:
         header += ["before", "service / before"]
-    if BARE_HTTPTOOLS in started:
-        header.append("bare (httptools)")
+    if BARE_H11 in started:
+        header.append("bare (h11)")
     header.append("issue 10 target")
     return _table(header, rows)
 
@@ -717,10 +717,11 @@ def render_method(facts: RunFacts) -> str:
         that.""",
         """- The bare app (`bench/bare_app.py`): Litestar with the same routes and request
         bodies, answering constant JSON, under uvicorn with the service's server settings
-        (h11 with the 64 KiB request-head bound, the same worker count and keep-alive, no
-        access log); its figures are the framework's ceiling, and `service / bare` the share
-        of it the service reaches. `bare-httptools` is the same app on uvicorn's httptools
-        parser, for comparison only (the service keeps h11 for its request-head bound).""",
+        (httptools under the service's 64 KiB request-head bound,
+        `entrypoints.cli.http_protocol`, the same worker count and keep-alive, no access log);
+        its figures are the framework's ceiling, and `service / bare` the share of it the
+        service reaches. `bare-h11` is the same app on uvicorn's h11 parser, which `serve`
+        used before, for comparison only.""",
     ]
     if facts.before:
         bullets.append(

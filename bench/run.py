@@ -45,7 +45,7 @@ from bench.processes import (
 )
 from bench.report import (
     BARE,
-    BARE_HTTPTOOLS,
+    BARE_H11,
     BEFORE,
     KIB_PER_MIB,
     SERVICE,
@@ -72,7 +72,7 @@ LUA = REPO / "bench" / "wrk" / "workload.lua"
 RESULTS = REPO / "bench" / "results"
 DOCUMENT = REPO / "docs" / "benchmarks.md"
 SHAPES = ((2, 32), (1, 8))
-TARGETS = (SERVICE, BEFORE, BARE, BARE_HTTPTOOLS)
+TARGETS = (SERVICE, BEFORE, BARE, BARE_H11)
 SERVICES = frozenset({SERVICE, BEFORE})
 # Above the Go service's 8,300 req/s and a bare Litestar app's 10-12k on two workers: the
 # pool of executions is sized so that even this rate keeps each one under its limit.
@@ -393,7 +393,7 @@ class Bench:
             # Its own store folder: the two services' local files stay apart.
             env = dict(self.service_env, STORE_PATH=str(self.folder / "store-before"))
             return [str(self.args.before / ".venv" / "bin" / "cronium-runtime"), "serve"], env
-        http = "httptools" if name == BARE_HTTPTOOLS else "h11"
+        http = "h11" if name == BARE_H11 else "bounded"
         argv = [sys.executable, "-m", "bench.bare_app", "--http", http]
         argv += ["--workers", str(self.args.workers)]
         return argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.folder)}

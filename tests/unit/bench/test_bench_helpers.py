@@ -21,7 +21,7 @@ from bench.report import (
     WrkResult,
 )
 
-from entrypoints.cli.serve import MAX_REQUEST_HEAD
+from entrypoints.cli.http_protocol import MAX_REQUEST_HEAD, BoundedHttpToolsProtocol
 from entrypoints.settings import load_settings
 
 
@@ -319,7 +319,10 @@ def test_a_document_without_marks_keeps_its_text_and_gets_the_section_at_the_end
 def test_the_bare_app_is_served_with_the_settings_serve_uses(tmp_path: Path) -> None:
     defaults = load_settings({"HOME": str(tmp_path)}, cwd=tmp_path)
 
-    assert bare_app.MAX_REQUEST_HEAD == MAX_REQUEST_HEAD
+    assert bare_app.PROTOCOLS["bounded"] == (
+        f"{BoundedHttpToolsProtocol.__module__}:{BoundedHttpToolsProtocol.__name__}"
+    )
+    assert bare_app.H11_MAX_REQUEST_HEAD == MAX_REQUEST_HEAD
     assert defaults.server.idle_timeout == bare_app.KEEP_ALIVE_S
     assert defaults.server.shutdown_timeout == bare_app.SHUTDOWN_TIMEOUT_S
     assert defaults.server.workers == 1
