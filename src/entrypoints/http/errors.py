@@ -105,6 +105,14 @@ def rate_limit_headers(limit: int, remaining: int, reset_after: int) -> dict[str
     }
 
 
+def rate_limit_fields(limit: int, remaining: int, reset_after: int) -> list[tuple[bytes, bytes]]:
+    """`rate_limit_headers` as ASGI header fields, made directly (every answer has them)."""
+    return [
+        (b"ratelimit-policy", f'"exec";q={limit};w=60'.encode()),
+        (b"ratelimit", f'"exec";r={remaining};t={reset_after}'.encode()),
+    ]
+
+
 def handle_domain_error(
     request: Request[Any, Any, Any], error: domain.DomainError
 ) -> Response[ErrorBody]:

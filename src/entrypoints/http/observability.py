@@ -13,13 +13,11 @@ import os
 import platform
 import re
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import msgspec
 from litestar.enums import ScopeType
-from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -27,6 +25,7 @@ from adapters.request_context import CURRENT_REQUEST_ID
 from domain.errors import ShuttingDownError
 from entrypoints.http.errors import REASON, status_of
 from entrypoints.http.schemas import ErrorBody
+from entrypoints.logs import log_access
 from entrypoints.version import VERSION
 
 if TYPE_CHECKING:
@@ -66,6 +65,22 @@ class HttpMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
+        # The labelled series of each (route, method, status) seen, looked up once: `labels`
+        # checks and converts its values under a lock on every call (about 1.2 µs each). As
+        # bounded as the series themselves: route templates, counted methods and statuses.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count an answer and observe its latency."""
+        series = self._series.get((route, method, status))
+        if series is None:
+            series = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
 
 def build_info_gauge(registry: CollectorRegistry) -> Gauge:
@@ -147,11 +162,10 @@ class ObservabilityMiddleware:
             route = scope.get("path_template") or UNMATCHED_ROUTE
             method = scope.get("method", "")
             counted_method = method if method in COUNTED_METHODS else "OTHER"
-            self._metrics.requests.labels(route, counted_method, str(status)).inc()
-            self._metrics.latency.labels(route, counted_method).observe(elapsed)
+            self._metrics.answered(route, counted_method, status, elapsed)
             client = scope.get("client")
-            logger.info(
-                "{method} {route} {status} {ms:.1f}ms",
+            log_access(
+                logger_name=__name__,
                 method=method,
                 route=route,
                 status=status,
@@ -224,6 +238,42 @@ def _cut_off_answer(scope: Scope) -> tuple[int, bytes]:
     )
 
 
+class RequestIds:
+    """Fresh request ids: 128 random bits as 32 hex digits, the shape of `uuid4().hex`.
+
+    `uuid4` reads the system's random source (a system call) for each id, 3 to 4 µs a
+    request here; this reads it for 256 ids at a time and hands them out. Unique across processes
+    and workers as uuid4's are (random, not counted), provided no two processes hand out
+    the same block: a forked child drops the rest of its parent's.
+    """
+
+    BLOCK = 256
+
+    def __init__(self) -> None:
+        self._ids: Iterator[str] = iter(())
+        self._fork_safe = False
+
+    def __call__(self) -> str:
+        # One `next` per id: atomic, so two threads never get the same one.
+        request_id = next(self._ids, None)
+        if request_id is None:
+            if not self._fork_safe:
+                os.register_at_fork(after_in_child=self._drop)
+                self._fork_safe = True
+            digits = os.urandom(16 * self.BLOCK).hex()
+            ids = iter([digits[start : start + 32] for start in range(0, len(digits), 32)])
+            request_id = next(ids)
+            self._ids = ids
+        return request_id
+
+    def _drop(self) -> None:
+        self._ids = iter(())
+
+
+# Process-wide, as the random source is.
+new_request_id = RequestIds()
+
+
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
@@ -231,4 +281,4 @@ def _request_id(scope: Scope) -> str:
             if USABLE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return uuid.uuid4().hex
+    return new_request_id()

@@ -19,7 +19,8 @@ from application.set_condition import SetCondition, SetConditionCommand
 from application.set_output import SetOutput, SetOutputCommand
 from application.set_variable import SetVariable, SetVariableCommand
 from domain.errors import InvalidKeyError
-from domain.model import MAX_KEY_LENGTH, RequestContext
+from domain.model import MAX_KEY_LENGTH
+from entrypoints.http.auth import request_context
 from entrypoints.http.openapi import (
     EXECUTION_PATH,
     EXECUTION_SCHEME,
@@ -63,7 +64,7 @@ VariableKey = Annotated[
 ]
 
 
-def variable_key(request: Request[Any, Any, Any], key: VariableKey) -> str:
+def variable_key(request: Request[Any, Any, Any], key: str) -> str:
     """The key as the client encoded it, decoded exactly once.
 
     Taken from the raw path: the ASGI server has decoded `%2F` into a slash and Litestar
@@ -91,6 +92,9 @@ KEYED = error_statuses(READ, (400,))
 KEYED_WRITE = error_statuses(WRITE, KEYED)
 
 
+# Each handler has one dependency, its use case, and builds the request's context and key
+# itself: Litestar resolves two or more dependencies in a task group per request (see
+# `entrypoints.http.auth.request_context`).
 class ExecutionController(Controller):
     path = "/executions/{execution_id:str}"
     tags = ["executions"]
@@ -99,11 +103,11 @@ class ExecutionController(Controller):
     @get("/input", summary="The execution's input", operation_class=documented(*READ))
     async def get_input(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        context: NamedDependency[RequestContext],
         get_input: NamedDependency[GetInput],
     ) -> Envelope[Any]:
-        command = GetInputCommand(context=context, execution_id=execution_id)
+        command = GetInputCommand(context=request_context(request), execution_id=execution_id)
         return Envelope(data=await get_input.execute(command))
 
     @post(
@@ -114,12 +118,14 @@ class ExecutionController(Controller):
     )
     async def set_output(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
         data: JSONBody[OutputBody],
-        context: NamedDependency[RequestContext],
         set_output: NamedDependency[SetOutput],
     ) -> Ack:
-        command = SetOutputCommand(context=context, execution_id=execution_id, output=data.data)
+        command = SetOutputCommand(
+            context=request_context(request), execution_id=execution_id, output=data.data
+        )
         await set_output.execute(command)
         return Ack()
 
@@ -130,23 +136,27 @@ class ExecutionController(Controller):
     )
     async def list_variables(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        context: NamedDependency[RequestContext],
         list_variables: NamedDependency[ListVariables],
     ) -> Envelope[list[VariableSummaryOut]]:
-        command = ListVariablesCommand(context=context, execution_id=execution_id)
+        command = ListVariablesCommand(context=request_context(request), execution_id=execution_id)
         summaries = await list_variables.execute(command)
         return Envelope(data=[VariableSummaryOut.of(summary) for summary in summaries])
 
     @get("/variables/{key:path}", summary="Read a variable", operation_class=documented(*KEYED))
     async def get_variable(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        variable_key: NamedDependency[str],
-        context: NamedDependency[RequestContext],
+        key: VariableKey,
         get_variable: NamedDependency[GetVariable],
     ) -> Envelope[VariableOut]:
-        command = GetVariableCommand(context=context, execution_id=execution_id, key=variable_key)
+        command = GetVariableCommand(
+            context=request_context(request),
+            execution_id=execution_id,
+            key=variable_key(request, key),
+        )
         return Envelope(data=VariableOut.of(await get_variable.execute(command)))
 
     @put(
@@ -156,14 +166,17 @@ class ExecutionController(Controller):
     )
     async def set_variable(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        variable_key: NamedDependency[str],
+        key: VariableKey,
         data: JSONBody[VariableBody],
-        context: NamedDependency[RequestContext],
         set_variable: NamedDependency[SetVariable],
     ) -> Envelope[VariableOut]:
         command = SetVariableCommand(
-            context=context, execution_id=execution_id, key=variable_key, value=data.value
+            context=request_context(request),
+            execution_id=execution_id,
+            key=variable_key(request, key),
+            value=data.value,
         )
         return Envelope(data=VariableOut.of(await set_variable.execute(command)))
 
@@ -175,13 +188,15 @@ class ExecutionController(Controller):
     )
     async def delete_variable(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        variable_key: NamedDependency[str],
-        context: NamedDependency[RequestContext],
+        key: VariableKey,
         delete_variable: NamedDependency[DeleteVariable],
     ) -> Ack:
         command = DeleteVariableCommand(
-            context=context, execution_id=execution_id, key=variable_key
+            context=request_context(request),
+            execution_id=execution_id,
+            key=variable_key(request, key),
         )
         await delete_variable.execute(command)
         return Ack()
@@ -196,13 +211,13 @@ class ExecutionController(Controller):
     )
     async def set_variable_without_key(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
         data: JSONBody[VariableBody],
-        context: NamedDependency[RequestContext],
         set_variable: NamedDependency[SetVariable],
     ) -> Envelope[VariableOut]:
         command = SetVariableCommand(
-            context=context, execution_id=execution_id, key="", value=data.value
+            context=request_context(request), execution_id=execution_id, key="", value=data.value
         )
         return Envelope(data=VariableOut.of(await set_variable.execute(command)))
 
@@ -214,11 +229,13 @@ class ExecutionController(Controller):
     )
     async def delete_variable_without_key(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        context: NamedDependency[RequestContext],
         delete_variable: NamedDependency[DeleteVariable],
     ) -> Ack:
-        command = DeleteVariableCommand(context=context, execution_id=execution_id, key="")
+        command = DeleteVariableCommand(
+            context=request_context(request), execution_id=execution_id, key=""
+        )
         await delete_variable.execute(command)
         return Ack()
 
@@ -230,13 +247,13 @@ class ExecutionController(Controller):
     )
     async def set_condition(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
         data: JSONBody[ConditionBody],
-        context: NamedDependency[RequestContext],
         set_condition: NamedDependency[SetCondition],
     ) -> Ack:
         command = SetConditionCommand(
-            context=context, execution_id=execution_id, condition=data.condition
+            context=request_context(request), execution_id=execution_id, condition=data.condition
         )
         await set_condition.execute(command)
         return Ack()
@@ -244,11 +261,11 @@ class ExecutionController(Controller):
     @get("/context", summary="The execution's context", operation_class=documented(*READ))
     async def get_context(
         self,
+        request: Request[Any, Any, Any],
         execution_id: ExecutionId,
-        context: NamedDependency[RequestContext],
         get_context: NamedDependency[GetContext],
     ) -> Envelope[ContextOut]:
-        command = GetContextCommand(context=context, execution_id=execution_id)
+        command = GetContextCommand(context=request_context(request), execution_id=execution_id)
         return Envelope(data=ContextOut.of(await get_context.execute(command)))
 
 
@@ -267,11 +284,14 @@ class ExecutionController(Controller):
     ),
 )
 async def execute_tool_action(
+    request: Request[Any, Any, Any],
     data: Annotated[ToolActionBody, Body(description="`params`, or `config` as the helpers send")],
-    context: NamedDependency[RequestContext],
     run_tool_action: NamedDependency[RunToolAction],
 ) -> ToolResultOut:
     command = RunToolActionCommand(
-        context=context, tool=data.tool, action=data.action, params=data.parameters()
+        context=request_context(request),
+        tool=data.tool,
+        action=data.action,
+        params=data.parameters(),
     )
     return ToolResultOut.of(await run_tool_action.execute(command))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from http_harness import EXEC, SECRET, MakeApi, assert_error, bearer, claims, forge
+from litestar.routes import HTTPRoute
 from litestar.testing import TestClient
 
 from entrypoints.http.app import create_app
@@ -167,3 +168,19 @@ def test_options_on_an_unknown_path_is_404_not_found(make_api: MakeApi):
     response = api.client.options("/nowhere")
 
     assert_error(response, 404, "NOT_FOUND", "Not Found")
+
+
+def test_no_route_resolves_its_dependencies_in_a_task_group(make_api: MakeApi):
+    # Litestar resolves two or more dependencies of one level in an anyio task group, a task
+    # each, on every request; every route here needs one dependency at most per level.
+    app = make_api(run_lifespan=False).client.app
+
+    batch_sizes = {
+        (route.path, method): [len(batch) for batch in kwargs_model.dependency_batches]
+        for route in app.routes
+        if isinstance(route, HTTPRoute)
+        for method, (_, kwargs_model) in route.route_handler_map.items()
+    }
+
+    assert ("/executions/{execution_id:str}/variables/{key:path}", "GET") in batch_sizes
+    assert {route: sizes for route, sizes in batch_sizes.items() if max(sizes, default=0) > 1} == {}

@@ -3,11 +3,15 @@ the Prometheus metrics labelled by route template, never by a raw path."""
 
 from __future__ import annotations
 
+import os
+import re
 import time
 
 import pytest
 from http_harness import EXEC, Api, MakeApi, assert_error, bearer, claims, forge, raw_request
 from prometheus_client.parser import text_string_to_metric_families
+
+from entrypoints.http.observability import RequestIds
 
 REQUESTS = "cronium_runtime_http_requests"
 LATENCY = "cronium_runtime_http_request_duration_seconds"
@@ -55,6 +59,35 @@ def test_each_request_gets_its_own_generated_id(api: Api):
     ids = {api.client.get("/health").headers["X-Request-ID"] for _ in range(5)}
 
     assert len(ids) == 5
+
+
+def test_generated_request_ids_are_32_hex_digits_and_never_repeat():
+    new_id = RequestIds()
+
+    made = [new_id() for _ in range(3 * RequestIds.BLOCK + 1)]
+
+    assert len(set(made)) == len(made)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in made)
+
+
+def test_a_forked_child_does_not_hand_out_the_ids_its_parent_hands_out_next():
+    new_id = RequestIds()
+    new_id()
+    read_end, write_end = os.pipe()
+
+    child = os.fork()
+    if child == 0:
+        try:
+            os.write(write_end, new_id().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        childs_id = pipe.read().decode()
+
+    assert re.fullmatch(r"[0-9a-f]{32}", childs_id)
+    assert childs_id != new_id()
 
 
 @pytest.mark.parametrize(
