@@ -29,6 +29,7 @@ from adapters.backend_http.repositories import (
     BackendVariableRepository,
 )
 from adapters.clock import SystemClock
+from adapters.memory.execution_cache import InProcessExecutionCache
 from adapters.memory.health import StaticHealthProbe
 from adapters.memory.rate_limiter import InProcessRateLimiter
 from adapters.memory.refusal_tally import InMemoryRefusalTally
@@ -200,6 +201,14 @@ def counting_lookups(counter: Counter, kind: str) -> Callable[[str], None]:
     return lambda result: counter.labels(kind, result).inc()
 
 
+def counting_context_memory_hits(settings: Settings, counter: Counter) -> Callable[[], None]:
+    """The in-process contexts' `on_hit`: with Valkey, each is a context hit the Valkey cache
+    no longer sees (so the counter still counts every read); without Valkey, nothing."""
+    if not settings.uses_valkey:
+        return lambda: None
+    return counter.labels("context", "hit").inc
+
+
 def report_revocation_refresh_error(error: BaseException) -> None:
     logger.warning(
         "the revocation list could not be refreshed; revocations made by other processes"
@@ -299,7 +308,7 @@ class Container(containers.DeclarativeContainer):
     execution_catalog = providers.Selector(
         mode, embedded=stored_executions, backend=providers.Object(None)
     )
-    execution_repository = providers.Selector(
+    shared_executions = providers.Selector(
         sharing,
         process=stored_executions,
         valkey=providers.Singleton(
@@ -311,6 +320,15 @@ class Container(containers.DeclarativeContainer):
             stale_window=settings.provided.cache.stale_window,
             on_lookup=providers.Callable(counting_lookups, cache_lookups, "context"),
         ),
+    )
+    # Contexts never change (SPEC section 7): each process keeps the ones it read, so that
+    # an input or context read of a known execution makes no round trip, in every mode.
+    execution_repository = providers.Singleton(
+        InProcessExecutionCache,
+        inner=shared_executions,
+        max_bytes=settings.provided.cache.context_max_size,
+        ttl=settings.provided.cache.context_ttl,
+        on_hit=providers.Callable(counting_context_memory_hits, settings, cache_lookups),
     )
     variable_repository = providers.Selector(
         sharing,

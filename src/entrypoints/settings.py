@@ -88,6 +88,8 @@ class CacheSettings(_SettingsStruct, frozen=True, kw_only=True):
     lock_ttl: float
     ttl: float
     stale_window: float
+    context_max_size: int
+    context_ttl: float
 
 
 class BackendSettings(_SettingsStruct, frozen=True, kw_only=True):
@@ -618,6 +620,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cache.lockTtl", "VALKEY_LOCK_TTL", _SPAN, "5s"),
     Setting("cache.ttl", "CACHE_TTL", _SPAN, "5m"),
     Setting("cache.staleWindow", "CACHE_STALE_WINDOW", _WAIT, "1h"),
+    Setting("cache.contextMaxSize", "CONTEXT_CACHE_MAX_SIZE", _size, "8MiB"),
+    Setting("cache.contextTtl", "CONTEXT_CACHE_TTL", _WAIT, "10m"),
     Setting("backend.url", "BACKEND_URL", _BACKEND_URL),
     Setting("backend.token", "BACKEND_TOKEN", _text, secret=True),
     Setting("backend.timeout", "BACKEND_TIMEOUT", _SPAN, "30s"),

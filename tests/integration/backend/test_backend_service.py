@@ -401,15 +401,17 @@ def test_a_stopped_backend_is_503_for_reads_and_writes(
     assert svc.call("GET", f"/executions/{EXECUTION}/input").status == 200
     assert svc.ready().json()["checks"]["backend"]["status"] == "up"
     fake.stop()
-    for method, path, body in (
-        ("GET", f"/executions/{EXECUTION}/input", None),
-        ("GET", f"/executions/{EXECUTION}/context", None),
-        ("GET", variable_path("k"), None),
-        ("PUT", variable_path("k"), {"value": 1}),
-        ("POST", f"/executions/{EXECUTION}/output", {"data": 1}),
+    # The context this process has read it keeps (SPEC section 7: it never changes).
+    assert svc.call("GET", f"/executions/{EXECUTION}/input").status == 200
+    for method, path, body, execution in (
+        ("GET", "/executions/exec-2/input", None, "exec-2"),  # never read here
+        ("GET", "/executions/exec-2/context", None, "exec-2"),
+        ("GET", variable_path("k"), None, EXECUTION),
+        ("PUT", variable_path("k"), {"value": 1}, EXECUTION),
+        ("POST", f"/executions/{EXECUTION}/output", {"data": 1}, EXECUTION),
     ):
         started = time.monotonic()
-        answer = svc.call(method, path, body)
+        answer = svc.call(method, path, body, execution=execution)
         elapsed = time.monotonic() - started
         error_of(answer, 503, "BACKEND_UNAVAILABLE")
         assert elapsed < TIMEOUT + 2.0, (method, path, elapsed)  # loaded CI: generous

@@ -8,6 +8,7 @@ from adapters.backend_http.repositories import (
     BackendToolGateway,
     BackendVariableRepository,
 )
+from adapters.memory.execution_cache import InProcessExecutionCache
 from adapters.memory.revocations import CachedRevocationList
 from adapters.sqlite.executions import SqliteExecutionRepository
 from adapters.sqlite.revocations import SqliteRevocationList
@@ -32,8 +33,9 @@ def settings_for(tmp_path: Path, **environ: str):
 def test_the_embedded_defaults_keep_everything_in_the_local_store(tmp_path):
     container = Container(settings=settings_for(tmp_path))
 
-    assert isinstance(container.execution_repository(), SqliteExecutionRepository)
-    assert container.execution_catalog() is container.execution_repository()
+    assert isinstance(container.execution_repository(), InProcessExecutionCache)
+    assert isinstance(container.shared_executions(), SqliteExecutionRepository)
+    assert container.execution_catalog() is container.shared_executions()
     assert isinstance(container.variable_repository(), SqliteVariableRepository)
     assert container.store().path == tmp_path / ".local/share/cronium-runtime/runtime.db"
 
@@ -42,7 +44,8 @@ def test_a_configured_backend_is_the_system_of_record_and_runs_the_tools(tmp_pat
     settings = settings_for(tmp_path, BACKEND_URL="http://127.0.0.1:5001", BACKEND_TOKEN="t")
     container = Container(settings=settings)
 
-    assert isinstance(container.execution_repository(), BackendExecutionRepository)
+    assert isinstance(container.execution_repository(), InProcessExecutionCache)
+    assert isinstance(container.shared_executions(), BackendExecutionRepository)
     assert isinstance(container.variable_repository(), BackendVariableRepository)
     assert isinstance(container.tool_gateway(), BackendToolGateway)
     assert container.execution_catalog() is None
@@ -59,7 +62,8 @@ def test_a_configured_valkey_puts_its_cache_and_limiter_in_front_of_the_store(tm
     container = Container(settings=settings_for(tmp_path, VALKEY_URL="valkey://127.0.0.1:6379"))
 
     assert isinstance(container.variable_repository(), ValkeyVariableCache)
-    assert isinstance(container.execution_repository(), ValkeyExecutionCache)
+    assert isinstance(container.execution_repository(), InProcessExecutionCache)
+    assert isinstance(container.shared_executions(), ValkeyExecutionCache)
     assert isinstance(container.rate_limiter(), ValkeyRateLimiter)
     assert isinstance(container.execution_catalog(), SqliteExecutionRepository)
 

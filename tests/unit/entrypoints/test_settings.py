@@ -80,6 +80,8 @@ DEFAULTS: dict[str, object] = {
     "cache.lockTtl": 5.0,
     "cache.ttl": 300.0,
     "cache.staleWindow": 3600.0,
+    "cache.contextMaxSize": 8 * 1024 * 1024,
+    "cache.contextTtl": 600.0,
     "backend.url": None,
     "backend.token": None,
     "backend.timeout": 30.0,
