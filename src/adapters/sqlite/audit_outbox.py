@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TypeVar
 
 from loguru import logger
 
 from adapters.sqlite.store import SqliteStore, StoreClosedError, decode_time, encode_time
+from adapters.turn_batches import TurnBatches
 from application.ports import (
     AuditDeadLetters,
     AuditOutbox,
@@ -49,41 +49,20 @@ class SqliteAuditOutbox(AuditOutbox):
         self._consumer = consumer
         self._claim_idle = timedelta(seconds=claim_idle)
         self._clock = clock
-        self._batch: list[tuple[_Row, asyncio.Future[None]]] | None = None
-        self._writing = 0  # inserts in flight
-        self._sending: set[asyncio.Task[None]] = set()  # kept referenced until done
+        self._appends: TurnBatches[_Row] = TurnBatches(
+            write_one=lambda row: self._insert([row]),
+            write_many=self._insert_many,
+            failed=_unavailable,
+        )
 
     async def append(self, event: AuditEvent) -> None:
         """A second append of the same event id (a spool replayed twice) keeps one row."""
         row = (event.id, encode_event(event).decode(), encode_time(self._clock.now()))
-        if not self._writing:
-            await self._counted(self._insert([row]))
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        if self._batch is None:
-            # The task's first step runs once the callbacks already ready have run: the
-            # other appends of this turn join the batch meanwhile.
-            self._batch = []
-            task = asyncio.create_task(self._send_batch(self._batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        self._batch.append((row, waiter))
-        await waiter
+        await self._appends.write(row)
 
-    async def _send_batch(self, batch: list[tuple[_Row, asyncio.Future[None]]]) -> None:
-        self._batch = None
-        try:
-            await self._counted(self._insert([row for row, _ in batch]))
-        except BaseException as error:  # no caller may wait forever
-            for _, waiter in batch:
-                if not waiter.done():
-                    waiter.set_exception(AuditOutboxUnavailableError(str(error)))
-            if not isinstance(error, AuditOutboxUnavailableError):
-                raise
-            return
-        for _, waiter in batch:
-            if not waiter.done():  # else its caller was cancelled
-                waiter.set_result(None)
+    async def _insert_many(self, rows: list[_Row]) -> list[None]:
+        await self._insert(rows)
+        return [None] * len(rows)
 
     async def _insert(self, rows: list[_Row]) -> None:
         await self._write(
@@ -93,14 +72,6 @@ class SqliteAuditOutbox(AuditOutbox):
                 rows,
             )
         )
-
-    async def _counted(self, write: Awaitable[T]) -> T:
-        """`write`, counted among the inserts in flight while it is."""
-        self._writing += 1
-        try:
-            return await write
-        finally:
-            self._writing -= 1
 
     async def claim(self, count: int) -> list[OutboxEntry]:
         now = self._clock.now()
@@ -212,3 +183,9 @@ class SqliteAuditDeadLetters(AuditDeadLetters):
             ).fetchall()
         )
         return [(sink, decode_event(event), reason) for sink, event, reason in rows]
+
+
+def _unavailable(error: BaseException) -> AuditOutboxUnavailableError:
+    if isinstance(error, AuditOutboxUnavailableError):
+        return error
+    return AuditOutboxUnavailableError(str(error))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 from loguru import logger
 from valkey.exceptions import ResponseError
 
+from adapters.turn_batches import TurnBatches
 from adapters.valkey.client import ValkeyClient
 from adapters.valkey.gate import UNAVAILABLE, ValkeyGate
 from application.ports import AuditOutbox, AuditOutboxUnavailableError, OutboxBacklog, OutboxEntry
@@ -78,31 +78,16 @@ class ValkeyAuditOutbox(AuditOutbox):
         self._group_ready = False
         self._autoclaim_cursor = "0-0"
         self._forget_consumer = client.register_script(_FORGET_CONSUMER)  # type: ignore[misc]
-        self._batch: list[_Append] | None = None  # the appends of this loop turn, if any
-        self._writing = 0  # XADDs and batches in flight
-        self._sending: set[asyncio.Task[None]] = set()  # kept referenced until done
+        self._appends: TurnBatches[dict[str, bytes]] = TurnBatches(
+            write_one=self._xadd_one, write_many=self._xadd_many, failed=_unavailable
+        )
 
     async def append(self, event: AuditEvent) -> None:
         fields = {"id": event.id.encode(), "event": encode_event(event)}
-        if not self._writing:
-            xadd = self._call(lambda: self._client.xadd(self._key, fields), fallback="audit")
-            await self._counted(xadd)
-            return
-        if not self._gate.open:
+        if self._appends.busy and not self._gate.open:
             self._gate.fell_back("audit")
             raise AuditOutboxUnavailableError(f"Valkey is unavailable ({self._gate.last_error})")
-        waiter = asyncio.get_running_loop().create_future()
-        if self._batch is None:
-            # The task's first step runs once the callbacks already ready have run: the
-            # other requests that append in this turn join the batch meanwhile.
-            self._batch = []
-            task = asyncio.create_task(self._send_batch(self._batch))
-            self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
-        self._batch.append(_Append(fields, waiter))
-        # A caller cancelled meanwhile leaves its event in the batch: written or not, as a
-        # lone XADD cancelled half-way.
-        await waiter
+        await self._appends.write(fields)
 
     async def claim(self, count: int) -> list[OutboxEntry]:
         return await self._call(lambda: self._grouped(lambda: self._claim(count)))
@@ -119,53 +104,43 @@ class ValkeyAuditOutbox(AuditOutbox):
 
     # --- the commands -------------------------------------------------------------------
 
-    async def _send_batch(self, batch: list[_Append]) -> None:
-        """One round trip for the batch; each waiter gets its own XADD's outcome."""
-        self._batch = None
+    async def _xadd_one(self, fields: dict[str, bytes]) -> None:
+        await self._call(lambda: self._client.xadd(self._key, fields), fallback="audit")
+
+    async def _xadd_many(
+        self, batch: list[dict[str, bytes]]
+    ) -> list[AuditOutboxUnavailableError | None]:
+        """One round trip for the batch's XADDs (a pipeline, not a transaction: each stands
+        alone); each gets its own outcome, an XADD refused alone (a full Valkey's OOM) its
+        answer's error."""
         try:
-            answers = await self._counted(self._xadd(batch))
+            if len(batch) == 1:
+                answers: list[Any] = [await self._client.xadd(self._key, batch[0])]
+            else:
+                pipeline = self._client.pipeline(transaction=False)
+                for fields in batch:
+                    pipeline.xadd(self._key, fields)
+                answers = await pipeline.execute(raise_on_error=False)
         except UNAVAILABLE as error:
             if not isinstance(error, ResponseError) or _is_outage(error):
                 self._gate.mark_down(error)  # once: one failure of Valkey, not one per event
-            for append in batch:
+            for _ in batch:
                 self._gate.fell_back("audit")
-                _settle(append.waiter, _unavailable(error))
-            return
-        except BaseException as error:  # cancelled, or a bug: no caller may wait forever
-            for append in batch:
-                _settle(append.waiter, _unavailable(error))
-            raise
+            return [_unavailable(error)] * len(batch)
+        outcomes: list[AuditOutboxUnavailableError | None] = []
         outage = False
-        for append, answer in zip(batch, answers, strict=True):
-            if isinstance(answer, Exception):  # this XADD alone was refused (OOM, say)
+        for answer in answers:
+            if isinstance(answer, Exception):
                 if isinstance(answer, ResponseError) and _is_outage(answer):
                     outage = True
                     self._gate.mark_down(answer)
                 self._gate.fell_back("audit")
-                _settle(append.waiter, _unavailable(answer))
+                outcomes.append(_unavailable(answer))
             else:
-                _settle(append.waiter, None)
+                outcomes.append(None)
         if not outage:
             self._gate.succeeded()
-
-    async def _counted(self, write: Awaitable[T]) -> T:
-        """`write`, counted among the writes in flight while it is."""
-        self._writing += 1
-        try:
-            return await write
-        finally:
-            self._writing -= 1
-
-    async def _xadd(self, batch: list[_Append]) -> list[Any]:
-        """The batch's XADDs, a lone one as such; an XADD refused alone (a full Valkey's
-        OOM) is its answer's error."""
-        if len(batch) == 1:
-            return [await self._client.xadd(self._key, batch[0].fields)]
-        pipeline = self._client.pipeline(transaction=False)
-        for append in batch:
-            pipeline.xadd(self._key, append.fields)
-        answers: list[Any] = await pipeline.execute(raise_on_error=False)
-        return answers
+        return outcomes
 
     async def _claim(self, count: int) -> list[OutboxEntry]:
         entries = await self._read(count, "0")
@@ -346,31 +321,12 @@ class ValkeyAuditOutbox(AuditOutbox):
         return result
 
 
-class _Append:
-    """One caller's XADD in a batch, and what its caller awaits."""
-
-    __slots__ = ("fields", "waiter")
-
-    def __init__(self, fields: dict[str, bytes], waiter: asyncio.Future[None]) -> None:
-        self.fields = fields
-        self.waiter = waiter
-
-
 def _unavailable(error: BaseException) -> AuditOutboxUnavailableError:
     unavailable = AuditOutboxUnavailableError(
         f"the audit outbox cannot be used: {type(error).__name__}: {error}"
     )
     unavailable.__cause__ = error
     return unavailable
-
-
-def _settle(waiter: asyncio.Future[None], error: AuditOutboxUnavailableError | None) -> None:
-    if waiter.done():  # its caller was cancelled
-        return
-    if error is None:
-        waiter.set_result(None)
-    else:
-        waiter.set_exception(error)
 
 
 def _is_outage(error: ResponseError) -> bool:
