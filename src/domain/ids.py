@@ -1,4 +1,4 @@
-"""Random identifiers made cheaply: an id per audit event (and per request) is on every
+"""Random identifiers made cheaply: an id per audit event and per request is on every
 request's path, where `str(uuid.uuid4())` costs a system call for 16 bytes and the building
 of a `UUID` object (about 8 µs here, against about 2 µs for this module)."""
 
@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import threading
 
-_BLOCK = 4096  # random bytes read at once: 256 ids per `os.urandom` call
 _ID_BYTES = 16
+IDS_PER_BLOCK = 256  # ids per `os.urandom` call
+_BLOCK = _ID_BYTES * IDS_PER_BLOCK
 _VARIANT = "89ab"  # RFC 4122's variant puts the two top bits of byte 8 at 10
 
 
@@ -48,3 +49,8 @@ def uuid4_text() -> str:
     """A random (version 4) UUID in its canonical text form, as `str(uuid.uuid4())`."""
     h = _RANDOM.take().hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+def random_hex() -> str:
+    """128 random bits as 32 hex digits, the shape of `uuid.uuid4().hex` (request ids)."""
+    return _RANDOM.take().hex()

@@ -98,19 +98,20 @@ def error_response(
     return Response(body, status_code=status, headers=headers)
 
 
+def _rate_limit_values(limit: int, remaining: int, reset_after: int) -> tuple[str, str]:
+    """SPEC section 4's `RateLimit-Policy` and `RateLimit` values."""
+    return f'"exec";q={limit};w=60', f'"exec";r={remaining};t={reset_after}'
+
+
 def rate_limit_headers(limit: int, remaining: int, reset_after: int) -> dict[str, str]:
-    return {
-        "RateLimit-Policy": f'"exec";q={limit};w=60',
-        "RateLimit": f'"exec";r={remaining};t={reset_after}',
-    }
+    policy, state = _rate_limit_values(limit, remaining, reset_after)
+    return {"RateLimit-Policy": policy, "RateLimit": state}
 
 
 def rate_limit_fields(limit: int, remaining: int, reset_after: int) -> list[tuple[bytes, bytes]]:
     """`rate_limit_headers` as ASGI header fields, made directly (every answer has them)."""
-    return [
-        (b"ratelimit-policy", f'"exec";q={limit};w=60'.encode()),
-        (b"ratelimit", f'"exec";r={remaining};t={reset_after}'.encode()),
-    ]
+    policy, state = _rate_limit_values(limit, remaining, reset_after)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
 
 
 def handle_domain_error(

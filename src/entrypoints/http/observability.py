@@ -13,7 +13,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -23,6 +23,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from adapters.request_context import CURRENT_REQUEST_ID
 from domain.errors import ShuttingDownError
+from domain.ids import random_hex
 from entrypoints.http.errors import REASON, status_of
 from entrypoints.http.schemas import ErrorBody
 from entrypoints.logs import log_access
@@ -238,42 +239,6 @@ def _cut_off_answer(scope: Scope) -> tuple[int, bytes]:
     )
 
 
-class RequestIds:
-    """Fresh request ids: 128 random bits as 32 hex digits, the shape of `uuid4().hex`.
-
-    `uuid4` reads the system's random source (a system call) for each id, 3 to 4 µs a
-    request here; this reads it for 256 ids at a time and hands them out. Unique across processes
-    and workers as uuid4's are (random, not counted), provided no two processes hand out
-    the same block: a forked child drops the rest of its parent's.
-    """
-
-    BLOCK = 256
-
-    def __init__(self) -> None:
-        self._ids: Iterator[str] = iter(())
-        self._fork_safe = False
-
-    def __call__(self) -> str:
-        # One `next` per id: atomic, so two threads never get the same one.
-        request_id = next(self._ids, None)
-        if request_id is None:
-            if not self._fork_safe:
-                os.register_at_fork(after_in_child=self._drop)
-                self._fork_safe = True
-            digits = os.urandom(16 * self.BLOCK).hex()
-            ids = iter([digits[start : start + 32] for start in range(0, len(digits), 32)])
-            request_id = next(ids)
-            self._ids = ids
-        return request_id
-
-    def _drop(self) -> None:
-        self._ids = iter(())
-
-
-# Process-wide, as the random source is.
-new_request_id = RequestIds()
-
-
 def _request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
@@ -281,4 +246,4 @@ def _request_id(scope: Scope) -> str:
             if USABLE_REQUEST_ID.fullmatch(candidate):
                 return candidate
             break
-    return new_request_id()
+    return random_hex()

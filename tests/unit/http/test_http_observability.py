@@ -11,7 +11,7 @@ import pytest
 from http_harness import EXEC, Api, MakeApi, assert_error, bearer, claims, forge, raw_request
 from prometheus_client.parser import text_string_to_metric_families
 
-from entrypoints.http.observability import RequestIds
+from domain.ids import IDS_PER_BLOCK, random_hex
 
 REQUESTS = "cronium_runtime_http_requests"
 LATENCY = "cronium_runtime_http_request_duration_seconds"
@@ -62,16 +62,16 @@ def test_each_request_gets_its_own_generated_id(api: Api):
 
 
 def test_generated_request_ids_are_32_hex_digits_and_never_repeat():
-    new_id = RequestIds()
+    new_id = random_hex
 
-    made = [new_id() for _ in range(3 * RequestIds.BLOCK + 1)]
+    made = [new_id() for _ in range(3 * IDS_PER_BLOCK + 1)]
 
     assert len(set(made)) == len(made)
     assert all(re.fullmatch(r"[0-9a-f]{32}", request_id) for request_id in made)
 
 
 def test_a_forked_child_does_not_hand_out_the_ids_its_parent_hands_out_next():
-    new_id = RequestIds()
+    new_id = random_hex
     new_id()
     read_end, write_end = os.pipe()
 
